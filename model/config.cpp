@@ -1,0 +1,114 @@
+// config.cpp: ModelConfig validation, parameter and FLOP counts, JSON form.
+#include "model/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.h"
+
+namespace zt {
+
+void ModelConfig::validate() const {
+  auto need = [](bool ok, auto&&... msg) {
+    if (!ok) fail(msg...);
+  };
+  need(vocab >= 2 && vocab <= 65536, "--vocab must be in [2, 65536] (got ", vocab, ")");
+  need(layers >= 1, "--layers must be >= 1 (got ", layers, ")");
+  need(model_dim >= 2, "--model-dim must be >= 2 (got ", model_dim, ")");
+  need(heads >= 1, "--heads must be >= 1 (got ", heads, ")");
+  need(model_dim % heads == 0, "--heads ", heads, " does not divide --model-dim ", model_dim);
+  need(head_dim() % 2 == 0, "head dimension --model-dim / --heads = ", head_dim(),
+       " must be even for RoPE");
+  need(dense_layers >= 0 && dense_layers <= layers, "--dense-layers must be in [0, --layers ",
+       layers, "] (got ", dense_layers, ")");
+  need(dense_layers == 0 || ffn_dim >= 1, "--ffn-dim must be >= 1 (got ", ffn_dim, ")");
+  bool has_moe = dense_layers < layers;
+  if (has_moe) {
+    need(experts >= 1, "--experts must be >= 1 when --dense-layers < --layers (got ", experts, ")");
+    need(top_k >= 1 && top_k <= experts, "--top-k must be in [1, --experts ", experts, "] (got ",
+         top_k, ")");
+    need(expert_ffn_dim >= 1, "--expert-ffn-dim must be >= 1 (got ", expert_ffn_dim, ")");
+    need(shared_experts >= 0, "--shared-experts must be >= 0 (got ", shared_experts, ")");
+  }
+  need(capacity_factor >= 0, "--capacity-factor must be >= 0 (got ", capacity_factor, ")");
+  need(aux_loss_coef >= 0, "--aux-loss-coef must be >= 0 (got ", aux_loss_coef, ")");
+  need(rope_base > 1, "--rope-base must be > 1 (got ", rope_base, ")");
+  need(seq_len >= 1, "--seq-len must be >= 1 (got ", seq_len, ")");
+}
+
+static int64_t swiglu_params(int64_t d, int64_t h) { return 3 * d * h; }
+
+int64_t ModelConfig::num_params() const {
+  int64_t d = model_dim, n = (int64_t)vocab * d * (untie_embeddings ? 2 : 1) + d;
+  for (int l = 0; l < layers; ++l) {
+    n += 2 * d + 4 * d * d;
+    if (!is_moe(l)) {
+      n += swiglu_params(d, ffn_dim);
+    } else {
+      n += d * experts + experts * swiglu_params(d, expert_ffn_dim) +
+           swiglu_params(d, (int64_t)shared_experts * expert_ffn_dim);
+    }
+  }
+  return n;
+}
+
+int64_t ModelConfig::active_params() const {
+  int64_t d = model_dim, n = (int64_t)vocab * d;  // the head matmul (tied or not)
+  for (int l = 0; l < layers; ++l) {
+    n += 4 * d * d;
+    if (!is_moe(l)) {
+      n += swiglu_params(d, ffn_dim);
+    } else {
+      n += d * experts + top_k * swiglu_params(d, expert_ffn_dim) +
+           swiglu_params(d, (int64_t)shared_experts * expert_ffn_dim);
+    }
+  }
+  return n;
+}
+
+double ModelConfig::train_flops_per_token() const {
+  // Matmuls: 2 FLOPs per multiply-add, x3 for forward + two backward matmuls. Attention: q k^T and
+  // p v each 2 * T * d per token forward (causal: half of the T x T is used, PaLM-style full count
+  // would double it; we count only the computed half), x3 for training.
+  double attn = 3.0 * layers * 2.0 * 2.0 * (seq_len / 2.0) * model_dim;
+  return 6.0 * (double)active_params() + attn;
+}
+
+void to_json(nlohmann::json& j, const ModelConfig& c) {
+  j = nlohmann::json{{"vocab", c.vocab},
+                     {"layers", c.layers},
+                     {"model_dim", c.model_dim},
+                     {"heads", c.heads},
+                     {"ffn_dim", c.ffn_dim},
+                     {"experts", c.experts},
+                     {"top_k", c.top_k},
+                     {"shared_experts", c.shared_experts},
+                     {"dense_layers", c.dense_layers},
+                     {"expert_ffn_dim", c.expert_ffn_dim},
+                     {"capacity_factor", c.capacity_factor},
+                     {"aux_loss_coef", c.aux_loss_coef},
+                     {"router_norm", c.router_norm},
+                     {"rope_base", c.rope_base},
+                     {"seq_len", c.seq_len},
+                     {"untie_embeddings", c.untie_embeddings}};
+}
+
+void from_json(const nlohmann::json& j, ModelConfig& c) {
+  j.at("vocab").get_to(c.vocab);
+  j.at("layers").get_to(c.layers);
+  j.at("model_dim").get_to(c.model_dim);
+  j.at("heads").get_to(c.heads);
+  j.at("ffn_dim").get_to(c.ffn_dim);
+  j.at("experts").get_to(c.experts);
+  j.at("top_k").get_to(c.top_k);
+  j.at("shared_experts").get_to(c.shared_experts);
+  j.at("dense_layers").get_to(c.dense_layers);
+  j.at("expert_ffn_dim").get_to(c.expert_ffn_dim);
+  j.at("capacity_factor").get_to(c.capacity_factor);
+  j.at("aux_loss_coef").get_to(c.aux_loss_coef);
+  j.at("router_norm").get_to(c.router_norm);
+  j.at("rope_base").get_to(c.rope_base);
+  j.at("seq_len").get_to(c.seq_len);
+  j.at("untie_embeddings").get_to(c.untie_embeddings);
+}
+
+}  // namespace zt

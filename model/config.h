@@ -1,0 +1,42 @@
+// config.h: the model's hyper-parameters (SPEC section 1) and their validation.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace zt {
+
+struct ModelConfig {
+  int vocab = 256;
+  int layers = 4;
+  int model_dim = 256;
+  int heads = 4;
+  int ffn_dim = 688;          // dense SwiGLU hidden
+  int experts = 8;
+  int top_k = 2;
+  int shared_experts = 1;     // shared FFN hidden = shared_experts * expert_ffn_dim
+  int dense_layers = 1;       // the first blocks use the dense FFN
+  int expert_ffn_dim = 256;
+  double capacity_factor = 0; // 0 = dropless
+  double aux_loss_coef = 0.01;
+  bool router_norm = true;
+  double rope_base = 10000;
+  int seq_len = 128;
+  bool untie_embeddings = false;
+  float norm_eps = 1e-5f;
+
+  int head_dim() const { return model_dim / heads; }
+  bool is_moe(int layer) const { return layer >= dense_layers && experts > 0; }
+  void validate() const;  // throws zt::Error naming the flag
+  int64_t num_params() const;
+  // Parameters touched per token (top_k experts of each MoE block, not all of them).
+  int64_t active_params() const;
+  // Training FLOPs per token: 6 * active matmul parameters + attention scores and values.
+  double train_flops_per_token() const;
+};
+
+void to_json(nlohmann::json& j, const ModelConfig& c);
+void from_json(const nlohmann::json& j, ModelConfig& c);
+
+}  // namespace zt

@@ -1,0 +1,75 @@
+// options.cpp: Boost.Program_options glue with one-line errors.
+#include "runtime/options.h"
+
+#include <fstream>
+#include <iostream>
+
+#include "runtime/error.h"
+
+namespace zt {
+
+bool parse_options(int argc, char** argv, const std::string& usage, po::options_description& groups,
+                   po::variables_map& vm) {
+  po::options_description common("General");
+  common.add_options()("help,h", "show this help and exit")(
+      "config", po::value<std::string>(), "read flags from an INI file (key = value)");
+  po::options_description all;
+  all.add(common).add(groups);
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("help")) {
+      std::cout << usage << "\n" << all << "\n";
+      return false;
+    }
+    if (vm.count("config")) {
+      std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) fail("cannot read --config file '", path, "'");
+      try {
+        po::store(po::parse_config_file(in, all, /*allow_unregistered=*/false), vm);
+      } catch (const po::error& e) {
+        fail("in --config file '", path, "': ", e.what());
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail(e.what());
+  }
+  return true;
+}
+
+static double as_number(const po::variables_map& vm, const char* flag) {
+  const auto& v = vm[flag].value();
+  if (auto p = boost::any_cast<int>(&v)) return *p;
+  if (auto p = boost::any_cast<int64_t>(&v)) return (double)*p;
+  if (auto p = boost::any_cast<float>(&v)) return *p;
+  if (auto p = boost::any_cast<double>(&v)) return *p;
+  fail("internal: flag --", flag, " is not numeric");
+}
+
+void require_min(const po::variables_map& vm, const char* flag, double lo) {
+  if (!vm.count(flag)) return;
+  double x = as_number(vm, flag);
+  if (!(x >= lo)) fail("--", flag, " must be >= ", lo, " (got ", x, ")");
+}
+
+void require_range(const po::variables_map& vm, const char* flag, double lo, double hi) {
+  if (!vm.count(flag)) return;
+  double x = as_number(vm, flag);
+  if (!(x >= lo && x <= hi)) fail("--", flag, " must be in [", lo, ", ", hi, "] (got ", x, ")");
+}
+
+void require_choice(const po::variables_map& vm, const char* flag,
+                    std::initializer_list<const char*> choices) {
+  if (!vm.count(flag)) return;
+  std::string v = vm[flag].as<std::string>();
+  std::string list;
+  for (const char* c : choices) {
+    if (v == c) return;
+    if (!list.empty()) list += '|';
+    list += c;
+  }
+  fail("--", flag, " must be one of ", list, " (got '", v, "')");
+}
+
+}  // namespace zt

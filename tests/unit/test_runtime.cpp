@@ -1,0 +1,81 @@
+// Runtime basics: tracked allocator counters, dtype conversions, counter-based RNG.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "runtime/alloc.h"
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+#include "runtime/rng.h"
+#include "runtime/tensor.h"
+
+namespace zt {
+
+TEST(Alloc, CountsBytesByCategoryWithPeak) {
+  auto before = mem_stats();
+  int64_t g0 = before.current[(int)MemCategory::grads];
+  {
+    Buffer<float> a(1000, MemCategory::grads);
+    Buffer<float> b(500, MemCategory::grads);
+    EXPECT_EQ(mem_stats().current[(int)MemCategory::grads], g0 + 6000);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], 0.0f);  // zero-initialised
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % 64, 0u);
+  }
+  auto after = mem_stats();
+  EXPECT_EQ(after.current[(int)MemCategory::grads], g0);
+  EXPECT_GE(after.peak[(int)MemCategory::grads], g0 + 6000);
+}
+
+TEST(Tensor, ShapeAndBytes) {
+  Tensor t({2, 3, 4}, DType::bf16, MemCategory::activations);
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(t.nbytes(), 48u);
+  EXPECT_EQ(shape_str(t.shape()), "[2, 3, 4]");
+  EXPECT_THROW(t.f32(), Error);
+}
+
+TEST(DType, Bf16RoundsToNearestEven) {
+  for (float x : {0.0f, 1.0f, -2.5f, 3.14159f, 1e-20f, 6.5e4f, -1e30f}) {
+    float y = bf16_to_fp32(fp32_to_bf16(x));
+    EXPECT_LE(std::fabs(y - x), std::fabs(x) * (1.0f / 256)) << x;
+  }
+  EXPECT_EQ(fp32_to_bf16(1.0f), 0x3f80);
+  EXPECT_TRUE(std::isnan(bf16_to_fp32(fp32_to_bf16(NAN))));
+}
+
+TEST(DType, Fp16ExhaustiveRoundTrip) {
+  // Every finite fp16 value converts to fp32 and back unchanged.
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00u) == 0x7c00u) continue;  // inf / nan
+    float f = fp16_to_fp32((uint16_t)h);
+    ASSERT_EQ(fp32_to_fp16(f), (uint16_t)h) << std::hex << h;
+  }
+  EXPECT_EQ(fp32_to_fp16(65536.0f), 0x7c00);              // overflow -> inf
+  EXPECT_EQ(fp32_to_fp16(1.0f + 1.0f / 2048), 0x3c00);     // tie rounds to even
+  EXPECT_EQ(fp32_to_fp16(1.0f + 3.0f / 2048), 0x3c02);     // tie rounds to even (up)
+  EXPECT_EQ(fp16_to_fp32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+}
+
+TEST(Rng, CounterBasedAndPartitionIndependent) {
+  float whole[100], part[40];
+  fill_normal(whole, 100, 42, "blocks.0.attn.wq", 0.0f, 1.0f);
+  fill_normal(part, 40, 42, "blocks.0.attn.wq", 0.0f, 1.0f, 60);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(part[i], whole[60 + i]);
+  float other[100];
+  fill_normal(other, 100, 42, "blocks.0.attn.wk", 0.0f, 1.0f);
+  EXPECT_NE(other[0], whole[0]);
+}
+
+TEST(Rng, NormalMoments) {
+  const int n = 200000;
+  double s = 0, s2 = 0;
+  for (int i = 0; i < n; ++i) {
+    double x = rng_normal(7, 99, i);
+    s += x, s2 += x * x;
+  }
+  double mean = s / n, var = s2 / n - mean * mean;
+  EXPECT_NEAR(mean, 0.0, 0.01);  // 4.5 standard errors
+  EXPECT_NEAR(var, 1.0, 0.015);
+}
+
+}  // namespace zt
