@@ -1,0 +1,378 @@
+// hdf5.cpp: HDF5 C API calls behind hdf5.h, each checked and turned into a one-line zt::Error.
+#include "offload/hdf5.h"
+
+#include <algorithm>
+
+#include "runtime/error.h"
+
+namespace zt {
+
+namespace {
+
+// HDF5 prints its error stack to stderr by default; we report errors ourselves.
+void quiet() {
+  static thread_local bool done = false;
+  if (!done) H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr), done = true;
+}
+
+// Owns one hid_t and closes it with the matching H5?close.
+struct Handle {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id(id), close(close) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id >= 0) close(id);
+  }
+  bool ok() const { return id >= 0; }
+  operator hid_t() const { return id; }
+};
+
+// The innermost message of HDF5's error stack; read it before any other HDF5 call resets it.
+std::string last_h5_error() {
+  std::string msg;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+        if (n == 0 && e->desc) *(std::string*)out = e->desc;
+        return 0;
+      },
+      &msg);
+  return msg;
+}
+
+std::string file_name(hid_t loc) {
+  ssize_t n = H5Fget_name(loc, nullptr, 0);
+  if (n <= 0) return "<hdf5>";
+  std::string s((size_t)n, '\0');
+  H5Fget_name(loc, s.data(), (size_t)n + 1);
+  return s;
+}
+
+// Absolute path of `path` relative to loc.
+std::string full_path(hid_t loc, const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  std::string base;
+  ssize_t n = H5Iget_name(loc, nullptr, 0);
+  if (n > 0) {
+    base.assign((size_t)n, '\0');
+    H5Iget_name(loc, base.data(), (size_t)n + 1);
+  }
+  if (path.empty() || path == ".") return base.empty() ? "/" : base;
+  if (base.empty() || base.back() != '/') base += '/';
+  return base + path;
+}
+
+// "FILE: KIND 'PATH': WHAT (HDF5's reason)"
+[[noreturn]] void h5_fail(hid_t loc, const std::string& kind, const std::string& path,
+                          const std::string& what) {
+  std::string why = last_h5_error();
+  fail(file_name(loc), ": ", kind, " '", full_path(loc, path), "': ", what,
+       why.empty() ? "" : " (" + why + ")");
+}
+
+std::string attr_kind(const std::string& name) { return "attribute '" + name + "' of"; }
+
+std::vector<int64_t> space_shape(hid_t space, int64_t* count) {
+  int rank = H5Sget_simple_extent_ndims(space);
+  std::vector<hsize_t> dims(rank > 0 ? rank : 0);
+  if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  *count = (int64_t)H5Sget_simple_extent_npoints(space);
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+template <typename T>
+std::vector<T> read_dataset(hid_t loc, const std::string& path, hid_t mem_type, const char* as) {
+  quiet();
+  Handle ds(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot open");
+  Handle space(H5Dget_space(ds), H5Sclose);
+  if (!space.ok()) h5_fail(loc, "dataset", path, "cannot read its shape");
+  int64_t count = 0;
+  space_shape(space, &count);
+  std::vector<T> out((size_t)count);
+  if (count > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    h5_fail(loc, "dataset", path, std::string("cannot read as ") + as);
+  return out;
+}
+
+void write_dataset(hid_t loc, const std::string& path, hid_t mem_type, hid_t file_type,
+                   const void* data, const std::vector<int64_t>& shape) {
+  quiet();
+  int64_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail(file_name(loc), ": dataset '", full_path(loc, path), "': negative dimension");
+    count *= d;
+  }
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(shape.empty() ? H5Screate(H5S_SCALAR)
+                             : H5Screate_simple((int)dims.size(), dims.data(), nullptr),
+               H5Sclose);
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  if (!space.ok() || !lcpl.ok() || H5Pset_create_intermediate_group(lcpl, 1) < 0)
+    h5_fail(loc, "dataset", path, "cannot set up its creation");
+  if (h5_exists(loc, path)) fail(file_name(loc), ": dataset '", full_path(loc, path), "' exists");
+  Handle ds(H5Dcreate2(loc, path.c_str(), file_type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT),
+            H5Dclose);
+  if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot create");
+  if (count > 0 && H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    h5_fail(loc, "dataset", path, "cannot write");
+}
+
+Handle open_attr(hid_t loc, const std::string& obj, const std::string& name) {
+  quiet();
+  Handle a(H5Aopen_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!a.ok()) h5_fail(loc, attr_kind(name), obj, "cannot open");
+  return Handle(std::exchange(a.id, -1), H5Aclose);
+}
+
+template <typename T>
+T read_scalar_attr(hid_t loc, const std::string& obj, const std::string& name, hid_t mem_type,
+                   const char* as) {
+  Handle a = open_attr(loc, obj, name);
+  Handle space(H5Aget_space(a), H5Sclose);
+  if (!space.ok() || H5Sget_simple_extent_npoints(space) != 1)
+    h5_fail(loc, attr_kind(name), obj, "is not a single value");
+  T v{};
+  if (H5Aread(a, mem_type, &v) < 0)
+    h5_fail(loc, attr_kind(name), obj, std::string("cannot read as ") + as);
+  return v;
+}
+
+void write_scalar_attr(hid_t loc, const std::string& obj, const std::string& name, hid_t file_type,
+                       hid_t mem_type, const void* v) {
+  quiet();
+  htri_t exists = H5Aexists_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT);
+  if (exists < 0) h5_fail(loc, attr_kind(name), obj, "cannot open its object");
+  if (exists > 0 && H5Adelete_by_name(loc, obj.c_str(), name.c_str(), H5P_DEFAULT) < 0)
+    h5_fail(loc, attr_kind(name), obj, "cannot replace");
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle a(H5Acreate_by_name(loc, obj.c_str(), name.c_str(), file_type, space, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
+           H5Aclose);
+  if (!a.ok()) h5_fail(loc, attr_kind(name), obj, "cannot create");
+  if (H5Awrite(a, mem_type, v) < 0) h5_fail(loc, attr_kind(name), obj, "cannot write");
+}
+
+}  // namespace
+
+// ---- H5File, H5Group ----
+
+H5File H5File::open(const std::string& path, bool writable) {
+  quiet();
+  hid_t id = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) {
+    std::string why = last_h5_error();
+    fail(path, ": cannot open HDF5 file", writable ? " for writing" : "",
+         why.empty() ? "" : " (" + why + ")");
+  }
+  return H5File(id, path);
+}
+
+H5File H5File::create(const std::string& path) {
+  quiet();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) {
+    std::string why = last_h5_error();
+    fail(path, ": cannot create HDF5 file", why.empty() ? "" : " (" + why + ")");
+  }
+  return H5File(id, path);
+}
+
+H5File::H5File(H5File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
+
+H5File& H5File::operator=(H5File&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Fclose(id_);
+    id_ = std::exchange(o.id_, -1);
+    path_ = std::move(o.path_);
+  }
+  return *this;
+}
+
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+void H5File::close() {
+  if (id_ < 0) return;
+  quiet();
+  hid_t id = std::exchange(id_, -1);
+  unsigned intent = 0;
+  bool writable = H5Fget_intent(id, &intent) >= 0 && (intent & H5F_ACC_RDWR);
+  bool ok = !writable || H5Fflush(id, H5F_SCOPE_LOCAL) >= 0;
+  std::string why = ok ? "" : last_h5_error();
+  ok = H5Fclose(id) >= 0 && ok;
+  if (!ok) {
+    if (why.empty()) why = last_h5_error();
+    fail(path_, ": cannot write and close HDF5 file", why.empty() ? "" : " (" + why + ")");
+  }
+}
+
+H5Group H5Group::open(hid_t loc, const std::string& path) {
+  quiet();
+  hid_t id = H5Gopen2(loc, path.c_str(), H5P_DEFAULT);
+  if (id < 0) h5_fail(loc, "group", path, "cannot open");
+  return H5Group(id);
+}
+
+H5Group H5Group::create(hid_t loc, const std::string& path) {
+  quiet();
+  if (h5_exists(loc, path)) return open(loc, path);
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  if (!lcpl.ok() || H5Pset_create_intermediate_group(lcpl, 1) < 0)
+    h5_fail(loc, "group", path, "cannot set up its creation");
+  hid_t id = H5Gcreate2(loc, path.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) h5_fail(loc, "group", path, "cannot create");
+  return H5Group(id);
+}
+
+H5Group& H5Group::operator=(H5Group&& o) noexcept {
+  if (this != &o) {
+    if (id_ >= 0) H5Gclose(id_);
+    id_ = std::exchange(o.id_, -1);
+  }
+  return *this;
+}
+
+H5Group::~H5Group() {
+  if (id_ >= 0) H5Gclose(id_);
+}
+
+// ---- queries ----
+
+bool h5_exists(hid_t loc, const std::string& path) {
+  quiet();
+  if (path.empty() || path == "." || path == "/") return true;
+  // H5Lexists needs every parent to exist, so check each prefix in turn.
+  size_t pos = path[0] == '/' ? 1 : 0;
+  for (;;) {
+    size_t slash = path.find('/', pos);
+    std::string prefix = path.substr(0, slash);
+    if (slash != pos) {  // skip empty components ("a//b")
+      if (H5Lexists(loc, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+      if (H5Oexists_by_name(loc, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    }
+    if (slash == std::string::npos || slash + 1 == path.size()) return true;
+    pos = slash + 1;
+  }
+}
+
+std::vector<int64_t> h5_shape(hid_t loc, const std::string& path) {
+  quiet();
+  Handle ds(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot open");
+  Handle space(H5Dget_space(ds), H5Sclose);
+  if (!space.ok()) h5_fail(loc, "dataset", path, "cannot read its shape");
+  int64_t count = 0;
+  return space_shape(space, &count);
+}
+
+std::vector<std::string> h5_list(hid_t loc, const std::string& group_path) {
+  quiet();
+  Handle g(H5Gopen2(loc, group_path.c_str(), H5P_DEFAULT), H5Gclose);
+  if (!g.ok()) h5_fail(loc, "group", group_path, "cannot open");
+  H5G_info_t info;
+  if (H5Gget_info(g, &info) < 0) h5_fail(loc, "group", group_path, "cannot list");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) h5_fail(loc, "group", group_path, "cannot list");
+    std::string s((size_t)n, '\0');
+    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), (size_t)n + 1, H5P_DEFAULT);
+    names.push_back(std::move(s));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// ---- datasets ----
+
+std::vector<double> h5_read_f64(hid_t loc, const std::string& path) {
+  return read_dataset<double>(loc, path, H5T_NATIVE_DOUBLE, "f64");
+}
+std::vector<float> h5_read_f32(hid_t loc, const std::string& path) {
+  return read_dataset<float>(loc, path, H5T_NATIVE_FLOAT, "f32");
+}
+std::vector<int64_t> h5_read_i64(hid_t loc, const std::string& path) {
+  return read_dataset<int64_t>(loc, path, H5T_NATIVE_INT64, "i64");
+}
+
+void h5_write_f32(hid_t loc, const std::string& path, const float* data,
+                  const std::vector<int64_t>& shape) {
+  write_dataset(loc, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, shape);
+}
+void h5_write_f64(hid_t loc, const std::string& path, const double* data,
+                  const std::vector<int64_t>& shape) {
+  write_dataset(loc, path, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, shape);
+}
+void h5_write_i64(hid_t loc, const std::string& path, const int64_t* data,
+                  const std::vector<int64_t>& shape) {
+  write_dataset(loc, path, H5T_NATIVE_INT64, H5T_STD_I64LE, data, shape);
+}
+
+// ---- attributes ----
+
+bool h5_attr_exists(hid_t loc, const std::string& obj_path, const std::string& name) {
+  quiet();
+  return h5_exists(loc, obj_path) &&
+         H5Aexists_by_name(loc, obj_path.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+double h5_read_attr_f64(hid_t loc, const std::string& obj_path, const std::string& name) {
+  return read_scalar_attr<double>(loc, obj_path, name, H5T_NATIVE_DOUBLE, "f64");
+}
+
+int64_t h5_read_attr_i64(hid_t loc, const std::string& obj_path, const std::string& name) {
+  return read_scalar_attr<int64_t>(loc, obj_path, name, H5T_NATIVE_INT64, "i64");
+}
+
+std::string h5_read_attr_str(hid_t loc, const std::string& obj_path, const std::string& name) {
+  Handle a = open_attr(loc, obj_path, name);
+  Handle type(H5Aget_type(a), H5Tclose);
+  if (!type.ok() || H5Tget_class(type) != H5T_STRING)
+    h5_fail(loc, attr_kind(name), obj_path, "is not a string");
+  Handle space(H5Aget_space(a), H5Sclose);
+  if (!space.ok() || H5Sget_simple_extent_npoints(space) != 1)
+    h5_fail(loc, attr_kind(name), obj_path, "is not a single string");
+  Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_cset(mem, H5Tget_cset(type));
+  if (H5Tis_variable_str(type) > 0) {
+    H5Tset_size(mem, H5T_VARIABLE);
+    char* p = nullptr;
+    if (H5Aread(a, mem, &p) < 0) h5_fail(loc, attr_kind(name), obj_path, "cannot read");
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  size_t size = H5Tget_size(type);
+  H5Tset_size(mem, size);
+  H5Tset_strpad(mem, H5T_STR_NULLPAD);
+  std::string s(size, '\0');
+  if (size > 0 && H5Aread(a, mem, s.data()) < 0)
+    h5_fail(loc, attr_kind(name), obj_path, "cannot read");
+  s.resize(std::min(s.find('\0'), s.size()));
+  if (H5Tget_strpad(type) == H5T_STR_SPACEPAD) s.erase(s.find_last_not_of(' ') + 1);
+  return s;
+}
+
+void h5_write_attr_f64(hid_t loc, const std::string& obj_path, const std::string& name, double v) {
+  write_scalar_attr(loc, obj_path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+
+void h5_write_attr_i64(hid_t loc, const std::string& obj_path, const std::string& name, int64_t v) {
+  write_scalar_attr(loc, obj_path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+
+void h5_write_attr_str(hid_t loc, const std::string& obj_path, const std::string& name,
+                       const std::string& v) {
+  quiet();
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  if (!type.ok() || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
+    h5_fail(loc, attr_kind(name), obj_path, "cannot make a string type");
+  const char* p = v.c_str();
+  write_scalar_attr(loc, obj_path, name, type, type, &p);
+}
+
+}  // namespace zt
