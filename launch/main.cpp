@@ -21,7 +21,8 @@ std::map<std::string, Entry>& registry() {
 }
 void usage(FILE* out) {
   std::fprintf(out, "usage: zerotrain SUBCOMMAND [flags]   (zerotrain SUBCOMMAND --help)\n\n");
-  for (const auto& [name, e] : registry()) std::fprintf(out, "  %-10s %s\n", name.c_str(), e.summary);
+  for (const auto& [name, e] : registry())
+    std::fprintf(out, "  %-10s %s\n", name.c_str(), e.summary);
 }
 }  // namespace
 

@@ -1,9 +1,8 @@
 // config.h: the model's hyper-parameters (SPEC section 1) and their validation.
 #pragma once
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 namespace zt {
 
@@ -12,13 +11,13 @@ struct ModelConfig {
   int layers = 4;
   int model_dim = 256;
   int heads = 4;
-  int ffn_dim = 688;          // dense SwiGLU hidden
+  int ffn_dim = 688;  // dense SwiGLU hidden
   int experts = 8;
   int top_k = 2;
-  int shared_experts = 1;     // shared FFN hidden = shared_experts * expert_ffn_dim
-  int dense_layers = 1;       // the first blocks use the dense FFN
+  int shared_experts = 1;  // shared FFN hidden = shared_experts * expert_ffn_dim
+  int dense_layers = 1;    // the first blocks use the dense FFN
   int expert_ffn_dim = 256;
-  double capacity_factor = 0; // 0 = dropless
+  double capacity_factor = 0;  // 0 = dropless
   double aux_loss_coef = 0.01;
   bool router_norm = true;
   double rope_base = 10000;

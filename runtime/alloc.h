@@ -1,6 +1,6 @@
-// alloc.h: the tracked allocator. Every byte zerotrain holds goes through zt::alloc with a category,
-// so the memory metrics (SPEC section 4 "mem") are read from counters, never computed from formulas.
-// Allocations are 64-byte aligned. Counters are per process and thread-safe.
+// alloc.h: the tracked allocator. Every byte zerotrain holds goes through zt::alloc with a
+// category, so the memory metrics (SPEC section 4 "mem") are read from counters, never computed
+// from formulas. Allocations are 64-byte aligned. Counters are per process and thread-safe.
 #pragma once
 #include <cstddef>
 #include <cstdint>

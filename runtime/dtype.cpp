@@ -38,10 +38,10 @@ uint16_t fp32_to_fp16(float f) {
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t mag = x & 0x7fffffffu;
-  if (mag > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  // NaN
+  if (mag > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);   // NaN
   if (mag >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  // overflow (after rounding) -> inf
-  if (mag < 0x38800000u) {                                   // subnormal or zero in fp16
-    if (mag < 0x33000000u) return (uint16_t)sign;            // below half the smallest subnormal
+  if (mag < 0x38800000u) {                                    // subnormal or zero in fp16
+    if (mag < 0x33000000u) return (uint16_t)sign;             // below half the smallest subnormal
     uint32_t e = mag >> 23;
     uint32_t m = (mag & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126 - e;  // 14 + (112 - e) ... puts the value in units of 2^-24

@@ -28,8 +28,8 @@ template <typename... Args>
 
 }  // namespace zt
 
-#define ZT_CHECK(cond, ...)                                                                   \
-  do {                                                                                        \
-    if (!(cond))                                                                              \
-      ::zt::fail(__FILE__, ":", __LINE__, ": check failed: " #cond ": ", ##__VA_ARGS__);     \
+#define ZT_CHECK(cond, ...)                                                              \
+  do {                                                                                   \
+    if (!(cond))                                                                         \
+      ::zt::fail(__FILE__, ":", __LINE__, ": check failed: " #cond ": ", ##__VA_ARGS__); \
   } while (0)

@@ -50,7 +50,7 @@ TEST(DType, Fp16ExhaustiveRoundTrip) {
     float f = fp16_to_fp32((uint16_t)h);
     ASSERT_EQ(fp32_to_fp16(f), (uint16_t)h) << std::hex << h;
   }
-  EXPECT_EQ(fp32_to_fp16(65536.0f), 0x7c00);              // overflow -> inf
+  EXPECT_EQ(fp32_to_fp16(65536.0f), 0x7c00);               // overflow -> inf
   EXPECT_EQ(fp32_to_fp16(1.0f + 1.0f / 2048), 0x3c00);     // tie rounds to even
   EXPECT_EQ(fp32_to_fp16(1.0f + 3.0f / 2048), 0x3c02);     // tie rounds to even (up)
   EXPECT_EQ(fp16_to_fp32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal

@@ -1,0 +1,47 @@
+// cmd_eval.cpp: `zerotrain eval --ckpt PATH --data FILE` — loss of a checkpoint or exported
+// model.h5 on a token file; prints {"ce": x, "aux_loss": y, "tokens": n}.
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "launch/command.h"
+#include "model/data/token_file.h"
+#include "model/evaluate.h"
+#include "offload/checkpoint.h"
+#include "runtime/options.h"
+
+namespace zt {
+namespace {
+
+int cmd_eval(int argc, char** argv) {
+  std::string ckpt, data;
+  int64_t eval_tokens = 65536;
+  int micro_batch = 8;
+  po::options_description d("Evaluation");
+  d.add_options()                                                                                 //
+      ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
+      ("data", po::value(&data)->required(), "token file (or a directory: its val.bin)")          //
+      ("eval-tokens", po::value(&eval_tokens)->default_value(eval_tokens),
+       "target tokens at most")  //
+      ("micro-batch", po::value(&micro_batch)->default_value(micro_batch), "windows per forward");
+  po::variables_map vm;
+  if (!parse_options(argc, argv, "usage: zerotrain eval --ckpt PATH --data FILE", d, vm)) return 0;
+  require_min(vm, "eval-tokens", 1);
+  require_min(vm, "micro-batch", 1);
+  if (std::filesystem::is_directory(data))
+    data = (std::filesystem::path(data) / "val.bin").string();
+
+  ModelConfig cfg = checkpoint_model_config(ckpt);
+  Transformer model(cfg, 0, /*with_grads=*/false);
+  load_model_weights(ckpt, model);
+  TokenFile tf = read_token_file(data, cfg.vocab);
+  EvalResult r = evaluate(model, tf.tokens, cfg.seq_len, eval_tokens, micro_batch);
+  std::printf(
+      "%s\n",
+      nlohmann::json{{"ce", r.ce}, {"aux_loss", r.aux}, {"tokens", r.tokens}}.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+ZT_COMMAND("eval", "loss of a checkpoint on a token file (one JSON line)", cmd_eval);
+}  // namespace zt

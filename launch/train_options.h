@@ -1,0 +1,43 @@
+// train_options.h: every `zerotrain train` flag of SPEC section 3, parsed and validated once.
+// Model flags are shared with the subcommands that build a model from flags.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+#include "optim/adamw.h"
+#include "runtime/options.h"
+
+namespace zt {
+
+struct TrainOptions {
+  ModelConfig model;
+  std::string data, val_data;
+  int micro_batch = 8, grad_accum = 1;
+  int64_t steps = 300, warmup_steps = 20;
+  double lr = 3e-3, min_lr = 3e-4, clip_grad = 1.0;
+  AdamWConfig adamw;
+  uint64_t seed = 1337;
+  std::string precision = "fp32";
+  int zero_stage = 0, tp = 1, pp = 1, ep = 1;
+  std::string overlap = "on";
+  double bucket_mb = 25;
+  int prefetch_layers = 1;
+  std::string offload_optimizer = "none", offload_params = "none", nvme_dir;
+  double nvme_buffer_mb = 256;
+  std::string ckpt_dir, resume = "auto";
+  int64_t ckpt_every = 0;
+  int keep_last = 0;
+  std::string metrics, trace;
+  int64_t log_every = 10, eval_every = 0, eval_tokens = 65536;
+  std::string device = "cpu";
+};
+
+void add_model_flags(po::options_description& d, ModelConfig& m);
+void read_model_flags(const po::variables_map& vm, ModelConfig& m);  // on/off flags, validation
+
+// Parses argv for `train`; returns false when --help was printed. Throws zt::Error (one line
+// naming the flag) for unknown flags, bad values and unsupported combinations.
+bool parse_train_options(int argc, char** argv, TrainOptions& o);
+
+}  // namespace zt

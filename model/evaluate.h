@@ -1,0 +1,22 @@
+// evaluate.h: the loss of a model on a token file, as SPEC section 3 `eval` defines it.
+// Window i holds tokens [i*T, i*T+T] (inputs the first T, targets shifted by one), windows in
+// order from the file's start, at most max_tokens target tokens in all (the last window is cut
+// short when the budget or the file ends inside it).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.h"
+
+namespace zt {
+
+struct EvalResult {
+  double ce = 0;   // mean cross-entropy per target token
+  double aux = 0;  // token-weighted mean of the microbatches' aux loss
+  int64_t tokens = 0;
+};
+
+EvalResult evaluate(Transformer& model, const std::vector<uint16_t>& tokens, int seq_len,
+                    int64_t max_tokens, int micro_batch);
+
+}  // namespace zt

@@ -1,0 +1,251 @@
+// checkpoint.cpp: save / verify / load of single-process checkpoints (SPEC section 5 layout).
+#include "offload/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "offload/hdf5.h"
+#include "runtime/error.h"
+
+namespace zt {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "zerotrain-checkpoint";
+constexpr int kVersion = 1;
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08lld", (long long)step);
+  return buf;
+}
+
+// Writes `text` to path via a temporary file, fsync, rename.
+void write_file_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) fail("cannot write '", tmp.string(), "'");
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+              fsync(fileno(f)) == 0;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) fail("cannot write '", tmp.string(), "' (disk full?)");
+  }
+  fs::rename(tmp, path);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail("cannot read '", p.string(), "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool is_complete_step_dir(const fs::path& p) {
+  return fs::is_directory(p) && p.filename().string().rfind("step_", 0) == 0 &&
+         p.filename().string().find(".tmp") == std::string::npos && fs::exists(p / "COMPLETE");
+}
+
+void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
+                          const std::string& where) {
+  nlohmann::json ours = cfg;
+  for (auto it = ours.begin(); it != ours.end(); ++it) {
+    if (!saved.contains(it.key()) || saved[it.key()] != it.value())
+      fail("checkpoint '", where, "' has ", it.key(), " = ",
+           saved.contains(it.key()) ? saved[it.key()].dump() : "(missing)", " but this run has ",
+           it.value().dump(), ": it belongs to a different model");
+  }
+}
+
+}  // namespace
+
+uint64_t file_checksum(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail("cannot read '", path, "'");
+  uint64_t h = 1469598103934665603ull;
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0)
+    for (size_t i = 0; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  std::fclose(f);
+  return h;
+}
+
+std::string save_checkpoint(const std::string& ckpt_dir, Transformer& model,
+                            const std::vector<Buffer<float>>& m,
+                            const std::vector<Buffer<float>>& v, const TrainState& st,
+                            int keep_last) {
+  fs::path root(ckpt_dir);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) fail("cannot create --ckpt-dir '", ckpt_dir, "': ", ec.message());
+  const std::string name = step_name(st.step);
+  fs::path final_dir = root / name;
+  fs::path tmp_dir = root / (name + ".tmp." + std::to_string(getpid()));
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+
+  const std::string rank_file = "rank_00000.h5";
+  {
+    H5File f = H5File::create((tmp_dir / rank_file).string());
+    for (const ParamSpec& p : model.table.params) {
+      const int64_t off = p.offset;
+      h5_write_f32(f, "params/" + p.name, model.unit_params[p.unit] + off, p.shape);
+      h5_write_f32(f, "optim/exp_avg/" + p.name, m[p.unit].data() + off, p.shape);
+      h5_write_f32(f, "optim/exp_avg_sq/" + p.name, v[p.unit].data() + off, p.shape);
+      h5_write_attr_i64(f, "params/" + p.name, "logical_offset", 0);
+    }
+    h5_write_attr_i64(f, "/", "rank", 0);
+    h5_write_attr_i64(f, "/", "step", st.step);
+    f.close();
+  }
+  nlohmann::json params = nlohmann::json::array();
+  for (const ParamSpec& p : model.table.params)
+    params.push_back({{"name", p.name}, {"shape", p.shape}, {"partition", "replicated"}});
+  nlohmann::json manifest = {
+      {"format", kFormat},
+      {"version", kVersion},
+      {"step", st.step},
+      {"tokens", st.tokens},
+      {"config", model.cfg},
+      {"train", st.train},
+      {"layout", {{"world", 1}, {"dp", 1}, {"tp", 1}, {"pp", 1}, {"ep", 1}, {"zero_stage", 0}}},
+      {"params", params},
+      {"files",
+       {{{"name", rank_file},
+         {"bytes", fs::file_size(tmp_dir / rank_file)},
+         {"fnv1a64", file_checksum((tmp_dir / rank_file).string())}}}}};
+  write_file_atomic(tmp_dir / "manifest.json", manifest.dump(2) + "\n");
+  write_file_atomic(tmp_dir / "COMPLETE", "complete\n");
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-run of the same step replaces it
+  fs::rename(tmp_dir, final_dir);
+  write_file_atomic(root / "latest", name + "\n");
+
+  if (keep_last > 0) {
+    std::vector<fs::path> steps;
+    for (const auto& e : fs::directory_iterator(root))
+      if (is_complete_step_dir(e.path())) steps.push_back(e.path());
+    std::sort(steps.begin(), steps.end());
+    for (size_t i = 0; i + (size_t)keep_last < steps.size(); ++i)
+      if (steps[i] != final_dir) fs::remove_all(steps[i]);
+  }
+  return final_dir.string();
+}
+
+nlohmann::json read_manifest(const std::string& step_dir) {
+  fs::path d(step_dir);
+  if (!fs::exists(d / "COMPLETE"))
+    fail("checkpoint '", step_dir, "' is incomplete (no COMPLETE marker)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(d / "manifest.json"));
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint manifest '", (d / "manifest.json").string(), "' is damaged: ", e.what());
+  }
+  if (j.value("format", "") != kFormat)
+    fail("'", (d / "manifest.json").string(), "' is not a zerotrain checkpoint manifest");
+  for (const auto& f : j.at("files")) {
+    fs::path p = d / f.at("name").get<std::string>();
+    if (!fs::exists(p)) fail("checkpoint file '", p.string(), "' is missing");
+    if (fs::file_size(p) != f.at("bytes").get<uint64_t>())
+      fail("checkpoint file '", p.string(), "' has ", fs::file_size(p), " bytes, manifest says ",
+           f.at("bytes").get<uint64_t>(), " (truncated?)");
+    if (file_checksum(p.string()) != f.at("fnv1a64").get<uint64_t>())
+      fail("checkpoint file '", p.string(), "' fails its checksum (damaged)");
+  }
+  return j;
+}
+
+std::string find_latest_checkpoint(const std::string& ckpt_dir) {
+  fs::path root(ckpt_dir);
+  if (!fs::is_directory(root)) return "";
+  std::vector<fs::path> steps;
+  for (const auto& e : fs::directory_iterator(root)) {
+    std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find(".tmp") == std::string::npos)
+      steps.push_back(e.path());
+  }
+  std::sort(steps.rbegin(), steps.rend());
+  for (const fs::path& p : steps) {
+    try {
+      read_manifest(p.string());
+      return p.string();
+    } catch (const Error& e) {
+      std::fprintf(stderr, "zerotrain: skipping checkpoint %s: %s\n", p.c_str(), e.what());
+    }
+  }
+  return "";
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  fs::path p(path);
+  if (!fs::exists(p)) fail("checkpoint '", path, "' does not exist");
+  if (fs::exists(p / "manifest.json") || fs::exists(p / "COMPLETE")) return p.string();
+  if (fs::exists(p / "latest")) {
+    std::string name = read_text(p / "latest");
+    name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    if (fs::exists(p / name / "COMPLETE")) return (p / name).string();
+  }
+  std::string found = find_latest_checkpoint(path);
+  if (found.empty()) fail("no complete checkpoint under '", path, "'");
+  return found;
+}
+
+void load_checkpoint(const std::string& step_dir, Transformer& model, std::vector<Buffer<float>>* m,
+                     std::vector<Buffer<float>>* v, TrainState* st) {
+  nlohmann::json man = read_manifest(step_dir);
+  check_config_matches(man.at("config"), model.cfg, step_dir);
+  fs::path file = fs::path(step_dir) / man.at("files")[0].at("name").get<std::string>();
+  H5File f = H5File::open(file.string());
+  for (const ParamSpec& p : model.table.params) {
+    auto read_into = [&](const std::string& ds, float* dst) {
+      if (h5_shape(f, ds) != p.shape)
+        fail("checkpoint file '", file.string(), "' dataset ", ds, " has the wrong shape");
+      std::vector<float> x = h5_read_f32(f, ds);
+      std::copy(x.begin(), x.end(), dst);
+    };
+    read_into("params/" + p.name, model.unit_params[p.unit] + p.offset);
+    if (m) read_into("optim/exp_avg/" + p.name, (*m)[p.unit].data() + p.offset);
+    if (v) read_into("optim/exp_avg_sq/" + p.name, (*v)[p.unit].data() + p.offset);
+  }
+  if (st) {
+    st->step = man.at("step");
+    st->tokens = man.at("tokens");
+    st->train = man.at("train");
+  }
+}
+
+static bool is_h5_file(const std::string& path) {
+  return fs::is_regular_file(path) && fs::path(path).extension() == ".h5";
+}
+
+ModelConfig checkpoint_model_config(const std::string& path) {
+  if (is_h5_file(path)) {
+    H5File f = H5File::open(path);
+    if (!h5_attr_exists(f, "/", "config"))
+      fail("'", path, "' is not a zerotrain model export (no config attribute)");
+    return nlohmann::json::parse(h5_read_attr_str(f, "/", "config")).get<ModelConfig>();
+  }
+  return read_manifest(resolve_checkpoint(path)).at("config").get<ModelConfig>();
+}
+
+void load_model_weights(const std::string& path, Transformer& model) {
+  if (!is_h5_file(path)) {
+    load_checkpoint(resolve_checkpoint(path), model);
+    return;
+  }
+  H5File f = H5File::open(path);
+  for (const ParamSpec& p : model.table.params) {
+    std::string ds = "params/" + p.name;
+    if (h5_shape(f, ds) != p.shape) fail("'", path, "' dataset ", ds, " has the wrong shape");
+    std::vector<float> x = h5_read_f32(f, ds);
+    std::copy(x.begin(), x.end(), model.unit_params[p.unit] + p.offset);
+  }
+}
+
+}  // namespace zt

@@ -1,0 +1,62 @@
+// metrics.cpp: JSON Lines writer and progress line.
+#include "runtime/metrics.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace zt {
+
+MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+  if (path.empty()) return;
+  f_ = std::fopen(path.c_str(), "w");
+  if (!f_) fail("cannot open --metrics file '", path, "' for writing");
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsWriter::write(const nlohmann::json& j) {
+  if (!f_) return;
+  std::string line = j.dump() + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
+    fail("cannot write to --metrics file '", path_, "'");
+}
+
+Progress::Progress(int64_t total) : total_(total), tty_(isatty(STDOUT_FILENO)) {}
+
+void Progress::update(int64_t step, const std::string& figures) {
+  if (!tty_) {
+    std::printf("step %lld/%lld %s\n", (long long)step, (long long)total_, figures.c_str());
+    std::fflush(stdout);
+    return;
+  }
+  const int width = 24;
+  int fill = total_ > 0 ? (int)std::lround(width * (double)step / (double)total_) : width;
+  std::string bar(fill, '=');
+  if (fill < width) bar += '>' + std::string(width - fill - 1, ' ');
+  std::printf("\r\033[Kstep %lld/%lld [%s] %s", (long long)step, (long long)total_, bar.c_str(),
+              figures.c_str());
+  std::fflush(stdout);
+  open_line_ = true;
+}
+
+void Progress::finish() {
+  if (open_line_) std::printf("\n");
+  open_line_ = false;
+  std::fflush(stdout);
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+}  // namespace zt
