@@ -1,0 +1,173 @@
+// attention.cpp: causal multi-head attention forward and backward (fp32).
+// Per (batch, head), with Q, K, V, dO the head's [T, dh] column blocks and scale = 1/sqrt(dh):
+//   forward   S = scale Q K^T (lower triangle), P = softmax(S) row-wise, O = P V
+//   backward  dP = dO V^T, dS = P o (dP - rowsum(P o dP)),
+//             dQ += scale dS K,  dK += scale dS^T Q,  dV += P^T dO
+// (batch, head) pairs run in parallel (OpenMP). Each product goes through one small register-tiled
+// kernel (tile below, 8 x 32 accumulators that stay in registers), which only visits the causal
+// lower triangle up to tile granularity; P (saved in probs, upper triangle zero) and dS being zero
+// above the diagonal makes the few extra products exact zeros.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "model/ops/ops.h"
+
+namespace zt {
+
+// exp(x) for x in [-87, 88] (clamped outside), relative error ~2e-7, vectorisable (see swiglu.cpp)
+static inline float exp_fast(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  float t = x * 1.44269504f + 12582912.0f;
+  float k = t - 12582912.0f;
+  float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+  float p =
+      1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 +
+                                          r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+  return p * std::bit_cast<float>((std::bit_cast<int32_t>(t) - 0x4B400000 + 127) << 23);
+}
+
+constexpr int MR = 8, NR = 32;  // register tile: rows of C x columns of C
+
+// One tile C[r, j] (= or +=) alpha * sum_{p in [k0, k1)} A(r, p) B(p, j), r < R, j < NR, with
+// A(r, p) = a[r * as + p * ak] and B(p, j) = b[p * ldb + j]. R and NR are compile-time so the
+// accumulators live in vector registers.
+template <int R>
+static void tile(int k0, int k1, const float* a, int64_t as, int64_t ak, const float* b,
+                 int64_t ldb, float* c, int64_t ldc, float alpha, bool overwrite) {
+  float acc[R][NR] = {};
+  for (int p = k0; p < k1; ++p) {
+    const float* bp = b + p * ldb;
+    for (int r = 0; r < R; ++r) {
+      float av = a[r * as + p * ak];
+      for (int j = 0; j < NR; ++j) acc[r][j] += av * bp[j];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NR; ++j)
+      c[r * ldc + j] = overwrite ? alpha * acc[r][j] : c[r * ldc + j] + alpha * acc[r][j];
+}
+
+// The same for a ragged tile, mr <= MR rows and nr < NR columns (odd sizes only).
+static void tile_edge(int mr, int nr, int k0, int k1, const float* a, int64_t as, int64_t ak,
+                      const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                      bool overwrite) {
+  float acc[MR][NR] = {};
+  for (int p = k0; p < k1; ++p)
+    for (int r = 0; r < mr; ++r) {
+      float av = a[r * as + p * ak];
+      for (int j = 0; j < nr; ++j) acc[r][j] += av * b[p * ldb + j];
+    }
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j)
+      c[r * ldc + j] = overwrite ? alpha * acc[r][j] : c[r * ldc + j] + alpha * acc[r][j];
+}
+
+// Which part of C = A B a product needs, for a block of C rows [i0, i1):
+enum class Span {
+  cols_lower,  // C is lower triangular: columns j < i1 (rounded up to whole tiles)
+  k_lower,     // A is lower triangular: p < i1
+  k_upper,     // A is upper triangular (the transpose of a lower one): p >= i0
+};
+
+// C[m, n] (= or +=) alpha * A[m, kk] B[kk, n] restricted by span; addressing as in tile().
+static void gemm(Span span, int m, int n, int kk, const float* a, int64_t as, int64_t ak,
+                 const float* b, int64_t ldb, float* c, int64_t ldc, float alpha, bool overwrite) {
+  for (int i0 = 0; i0 < m; i0 += MR) {
+    int mr = std::min(MR, m - i0), i1 = i0 + mr;
+    int n_end = span == Span::cols_lower ? std::min(n, (i1 + NR - 1) / NR * NR) : n;
+    int k0 = span == Span::k_upper ? i0 : 0;
+    int k1 = span == Span::k_lower ? std::min(kk, i1) : kk;
+    const float* ai = a + i0 * as;
+    float* ci = c + i0 * ldc;
+    for (int j0 = 0; j0 < n_end; j0 += NR) {
+      int nr = std::min(NR, n_end - j0);
+      if (nr < NR) {
+        tile_edge(mr, nr, k0, k1, ai, as, ak, b + j0, ldb, ci + j0, ldc, alpha, overwrite);
+        continue;
+      }
+      switch (mr) {
+#define ZT_TILE(R) \
+  case R: tile<R>(k0, k1, ai, as, ak, b + j0, ldb, ci + j0, ldc, alpha, overwrite); break;
+        ZT_TILE(1) ZT_TILE(2) ZT_TILE(3) ZT_TILE(4) ZT_TILE(5) ZT_TILE(6) ZT_TILE(7) ZT_TILE(8)
+#undef ZT_TILE
+      }
+    }
+  }
+}
+
+// dst[c, j] = src[j * ld + c]: a head's [T, dh] block transposed to [dh, T]
+static void transpose(float* dst, const float* src, int T, int dh, int64_t ld) {
+  for (int j = 0; j < T; ++j)
+    for (int c = 0; c < dh; ++c) dst[(int64_t)c * T + j] = src[j * ld + c];
+}
+
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int dh) {
+  int64_t ld = (int64_t)H * dh;
+  float scale = 1.0f / std::sqrt((float)dh);
+#pragma omp parallel
+  {
+    std::vector<float> kt((size_t)dh * T);  // [dh, T]
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        int64_t off = (int64_t)b * T * ld + (int64_t)h * dh;  // the head's [T, dh] block
+        float* P = probs + ((int64_t)b * H + h) * T * T;      // [T, T]
+        transpose(kt.data(), k + off, T, dh, ld);
+        gemm(Span::cols_lower, T, T, dh, q + off, ld, 1, kt.data(), T, P, T, scale, true);
+        for (int t = 0; t < T; ++t) {  // causal softmax of row t over j <= t
+          float* p = P + (int64_t)t * T;
+          float mx = -INFINITY, sum = 0;
+#pragma omp simd reduction(max : mx)
+          for (int j = 0; j <= t; ++j) mx = std::max(mx, p[j]);
+#pragma omp simd reduction(+ : sum)
+          for (int j = 0; j <= t; ++j) sum += (p[j] = exp_fast(p[j] - mx));
+          float inv = 1.0f / sum;
+          for (int j = 0; j <= t; ++j) p[j] *= inv;
+          std::fill(p + t + 1, p + T, 0.0f);
+        }
+        gemm(Span::k_lower, T, dh, T, P, T, 1, v + off, ld, out + off, ld, 1.0f, true);
+      }
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
+                        const float* q, const float* k, const float* v, int B, int T, int H,
+                        int dh) {
+  int64_t ld = (int64_t)H * dh;
+  float scale = 1.0f / std::sqrt((float)dh);
+#pragma omp parallel
+  {
+    std::vector<float> vt((size_t)dh * T), ds((size_t)T * T);  // [dh, T], [T, T]
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        int64_t off = (int64_t)b * T * ld + (int64_t)h * dh;
+        const float* P = probs + ((int64_t)b * H + h) * T * T;
+        if (dv)  // dV += P^T dO
+          gemm(Span::k_upper, T, dh, T, P, 1, T, dout + off, ld, dv + off, ld, 1.0f, false);
+        if (!dq && !dk) continue;
+        transpose(vt.data(), v + off, T, dh, ld);  // dP = dO V^T into ds
+        gemm(Span::cols_lower, T, T, dh, dout + off, ld, 1, vt.data(), T, ds.data(), T, 1.0f, true);
+        for (int t = 0; t < T; ++t) {  // dS = P o (dP - rowsum(P o dP)), zero above the diagonal
+          const float* p = P + (int64_t)t * T;
+          float* d = ds.data() + (int64_t)t * T;
+          float pdp = 0;
+#pragma omp simd reduction(+ : pdp)
+          for (int j = 0; j <= t; ++j) pdp += p[j] * d[j];
+          for (int j = 0; j <= t; ++j) d[j] = p[j] * (d[j] - pdp);
+          std::fill(d + t + 1, d + T, 0.0f);
+        }
+        if (dq)  // dQ += scale dS K
+          gemm(Span::k_lower, T, dh, T, ds.data(), T, 1, k + off, ld, dq + off, ld, scale, false);
+        if (dk)  // dK += scale dS^T Q
+          gemm(Span::k_upper, T, dh, T, ds.data(), 1, T, q + off, ld, dk + off, ld, scale, false);
+      }
+  }
+}
+
+}  // namespace zt
