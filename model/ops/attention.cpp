@@ -46,9 +46,13 @@ static void tile(int k0, int k1, const float* a, int64_t as, int64_t ak, const f
       for (int j = 0; j < NR; ++j) acc[r][j] += av * bp[j];
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NR; ++j)
-      c[r * ldc + j] = overwrite ? alpha * acc[r][j] : c[r * ldc + j] + alpha * acc[r][j];
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    if (overwrite)
+      for (int j = 0; j < NR; ++j) cr[j] = alpha * acc[r][j];
+    else
+      for (int j = 0; j < NR; ++j) cr[j] += alpha * acc[r][j];
+  }
 }
 
 // The same for a ragged tile, mr <= MR rows and nr < NR columns (odd sizes only).
@@ -99,10 +103,40 @@ static void gemm(Span span, int m, int n, int kk, const float* a, int64_t as, in
   }
 }
 
-// dst[c, j] = src[j * ld + c]: a head's [T, dh] block transposed to [dh, T]
+// dst[c, j] = src[j * ld + c]: a head's [T, dh] block transposed to [dh, T], 8 rows at a time
 static void transpose(float* dst, const float* src, int T, int dh, int64_t ld) {
-  for (int j = 0; j < T; ++j)
+  constexpr int rows = 8;
+  int j0 = 0;
+  for (; j0 + rows <= T; j0 += rows)
+    for (int c = 0; c < dh; ++c) {
+      float col[rows];
+      for (int r = 0; r < rows; ++r) col[r] = src[(j0 + r) * ld + c];
+      for (int r = 0; r < rows; ++r) dst[(int64_t)c * T + j0 + r] = col[r];
+    }
+  for (int j = j0; j < T; ++j)
     for (int c = 0; c < dh; ++c) dst[(int64_t)c * T + j] = src[j * ld + c];
+}
+
+// dst[j, c] = src[j * ld + c]: a head's [T, dh] block made contiguous. As the B operand of a tile,
+// the head block's long row stride would put many of its rows in the same L1 set.
+static void pack(float* dst, const float* src, int T, int dh, int64_t ld) {
+  for (int j = 0; j < T; ++j) {
+    float* d = dst + (int64_t)j * dh;
+    const float* s = src + j * ld;
+#pragma omp simd
+    for (int c = 0; c < dh; ++c) d[c] = s[c];
+  }
+}
+
+// max of p[0..n), 16 running maxima wide (a plain max reduction does not vectorise)
+static float row_max(const float* p, int n) {
+  float m[16];
+  std::fill(m, m + 16, -INFINITY);
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int u = 0; u < 16; ++u) m[u] = std::max(m[u], p[j + u]);
+  for (; j < n; ++j) m[0] = std::max(m[0], p[j]);
+  return *std::max_element(m, m + 16);
 }
 
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
@@ -111,7 +145,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   float scale = 1.0f / std::sqrt((float)dh);
 #pragma omp parallel
   {
-    std::vector<float> kt((size_t)dh * T);  // [dh, T]
+    std::vector<float> kt((size_t)dh * T), vh((size_t)T * dh);  // [dh, T], [T, dh]
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h) {
@@ -121,16 +155,15 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
         gemm(Span::cols_lower, T, T, dh, q + off, ld, 1, kt.data(), T, P, T, scale, true);
         for (int t = 0; t < T; ++t) {  // causal softmax of row t over j <= t
           float* p = P + (int64_t)t * T;
-          float mx = -INFINITY, sum = 0;
-#pragma omp simd reduction(max : mx)
-          for (int j = 0; j <= t; ++j) mx = std::max(mx, p[j]);
+          float mx = row_max(p, t + 1), sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int j = 0; j <= t; ++j) sum += (p[j] = exp_fast(p[j] - mx));
           float inv = 1.0f / sum;
           for (int j = 0; j <= t; ++j) p[j] *= inv;
-          std::fill(p + t + 1, p + T, 0.0f);
+          for (int j = t + 1; j < T; ++j) p[j] = 0;
         }
-        gemm(Span::k_lower, T, dh, T, P, T, 1, v + off, ld, out + off, ld, 1.0f, true);
+        pack(vh.data(), v + off, T, dh, ld);
+        gemm(Span::k_lower, T, dh, T, P, T, 1, vh.data(), dh, out + off, ld, 1.0f, true);
       }
   }
 }
@@ -142,30 +175,38 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   float scale = 1.0f / std::sqrt((float)dh);
 #pragma omp parallel
   {
-    std::vector<float> vt((size_t)dh * T), ds((size_t)T * T);  // [dh, T], [T, T]
+    std::vector<float> vt((size_t)dh * T), ds((size_t)T * T);              // [dh, T], [T, T]
+    std::vector<float> qh((size_t)T * dh), kh(qh.size()), doh(qh.size());  // [T, dh]
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h) {
         int64_t off = (int64_t)b * T * ld + (int64_t)h * dh;
         const float* P = probs + ((int64_t)b * H + h) * T * T;
-        if (dv)  // dV += P^T dO
-          gemm(Span::k_upper, T, dh, T, P, 1, T, dout + off, ld, dv + off, ld, 1.0f, false);
+        if (dv) {  // dV += P^T dO
+          pack(doh.data(), dout + off, T, dh, ld);
+          gemm(Span::k_upper, T, dh, T, P, 1, T, doh.data(), dh, dv + off, ld, 1.0f, false);
+        }
         if (!dq && !dk) continue;
         transpose(vt.data(), v + off, T, dh, ld);  // dP = dO V^T into ds
         gemm(Span::cols_lower, T, T, dh, dout + off, ld, 1, vt.data(), T, ds.data(), T, 1.0f, true);
-        for (int t = 0; t < T; ++t) {  // dS = P o (dP - rowsum(P o dP)), zero above the diagonal
+        for (int t = 0; t < T; ++t) {  // dS = P o (dP - rowsum(P o dP))
           const float* p = P + (int64_t)t * T;
           float* d = ds.data() + (int64_t)t * T;
           float pdp = 0;
 #pragma omp simd reduction(+ : pdp)
           for (int j = 0; j <= t; ++j) pdp += p[j] * d[j];
           for (int j = 0; j <= t; ++j) d[j] = p[j] * (d[j] - pdp);
-          std::fill(d + t + 1, d + T, 0.0f);
+          // zeros above the diagonal, as far as the tiles of the next two products read
+          for (int j = t + 1, end = std::min(T, (t / MR + 1) * MR); j < end; ++j) d[j] = 0;
         }
-        if (dq)  // dQ += scale dS K
-          gemm(Span::k_lower, T, dh, T, ds.data(), T, 1, k + off, ld, dq + off, ld, scale, false);
-        if (dk)  // dK += scale dS^T Q
-          gemm(Span::k_upper, T, dh, T, ds.data(), 1, T, q + off, ld, dk + off, ld, scale, false);
+        if (dq) {  // dQ += scale dS K
+          pack(kh.data(), k + off, T, dh, ld);
+          gemm(Span::k_lower, T, dh, T, ds.data(), T, 1, kh.data(), dh, dq + off, ld, scale, false);
+        }
+        if (dk) {  // dK += scale dS^T Q
+          pack(qh.data(), q + off, T, dh, ld);
+          gemm(Span::k_upper, T, dh, T, ds.data(), 1, T, qh.data(), dh, dk + off, ld, scale, false);
+        }
       }
   }
 }

@@ -32,11 +32,15 @@ static void check_targets(const int32_t* targets, int n, int V) {
       fail("cross_entropy: target ", targets[i], " at position ", i, " is outside [0, ", V, ")");
 }
 
-// row max and sum of exp(z - max)
+// row max and sum of exp(z - max); the max runs 16 maxima wide (a max reduction won't vectorise)
 static void softmax_stats(const float* z, int V, float& mx, float& sum) {
-  float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int j = 0; j < V; ++j) m = std::max(m, z[j]);
+  float ms[16];
+  std::fill(ms, ms + 16, -INFINITY);
+  int j0 = 0;
+  for (; j0 + 16 <= V; j0 += 16)
+    for (int u = 0; u < 16; ++u) ms[u] = std::max(ms[u], z[j0 + u]);
+  for (; j0 < V; ++j0) ms[0] = std::max(ms[0], z[j0]);
+  float m = *std::max_element(ms, ms + 16);
   float s = 0;
 #pragma omp simd reduction(+ : s)
   for (int j = 0; j < V; ++j) s += exp_fast(z[j] - m);
