@@ -8,7 +8,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
-  libopenblas-dev
+  libopenblas-openmp-dev
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
   fortunes fortunes-zh
