@@ -39,8 +39,10 @@ int main(int argc, char** argv) {
   }
   auto it = zt::registry().find(argv[1]);
   if (it == zt::registry().end()) {
-    std::fprintf(stderr, "zerotrain: error: unknown subcommand '%s'\n", argv[1]);
-    zt::usage(stderr);
+    std::string names;
+    for (const auto& [name, e] : zt::registry()) names += (names.empty() ? "" : ", ") + name;
+    std::fprintf(stderr, "zerotrain: error: unknown subcommand '%s' (one of: %s)\n", argv[1],
+                 names.c_str());
     return 2;
   }
   try {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine: install dependencies, build, prepare the default corpus,
+# train the default MoE transformer, evaluate it and print a generated sample.
+# Environment: BUILD (build dir, default build), DATA (corpus dir, default data/default),
+# RUN (run dir, default runs/demo), STEPS (default 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build} DATA=${DATA:-data/default} RUN=${RUN:-runs/demo} STEPS=${STEPS:-300}
+
+./launch/install-deps.sh
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target zerotrain
+ZT="$BUILD/launch/zerotrain"
+./launch/prepare-corpus.sh "$ZT" "$DATA"
+
+rm -rf "$RUN" && mkdir -p "$RUN"
+# One process using every core (2 BLAS/OpenMP threads on the 2-core machine).
+"$ZT" train --data "$DATA" --steps "$STEPS" --micro-batch 8 --lr 3e-3 --min-lr 3e-4 \
+  --warmup-steps 20 --weight-decay 0.1 --beta2 0.95 --clip-grad 1.0 --log-every 20 \
+  --metrics "$RUN/metrics.jsonl" --ckpt-dir "$RUN/ckpt"
+echo "== evaluation (validation split)"
+"$ZT" eval --ckpt "$RUN/ckpt" --data "$DATA/val.bin"
+echo "== sample"
+"$ZT" generate --ckpt "$RUN/ckpt" --prompt "床前明月光，" --max-new-tokens 120 --temperature 0.8

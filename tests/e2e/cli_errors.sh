@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Bad input on the command line and in files: one clear line naming what is wrong, a non-zero exit,
+# nothing written.
+source "$(dirname "$0")/lib.sh"
+prepare_zh
+
+# expect_error NEEDLE ARGS...: exit status 2, exactly one line on stderr containing NEEDLE, and
+# neither the metrics file nor the checkpoint directory created.
+expect_error() {
+  local needle=$1; shift
+  local out="$WORK/out" err="$WORK/err" rc=0
+  rm -rf "$WORK/m.jsonl" "$WORK/ckpt"
+  "$ZT" "$@" >"$out" 2>"$err" || rc=$?
+  [[ $rc -eq 2 ]] || fail "'$*' exited $rc, expected 2 ($(cat "$err"))"
+  [[ $(wc -l <"$err") -eq 1 ]] || fail "'$*' printed $(wc -l <"$err") error lines: $(cat "$err")"
+  grep -q -- "$needle" "$err" || fail "'$*' error does not name '$needle': $(cat "$err")"
+  [[ ! -e $WORK/m.jsonl && ! -e $WORK/ckpt ]] || fail "'$*' wrote files despite the error"
+  echo "ok: $(cat "$err")"
+}
+T=(train --data "$WORK/data" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt" --steps 2)
+expect_error "--no-such-flag" "${T[@]}" --no-such-flag 3
+expect_error "--heads" "${T[@]}" --model-dim 64 --heads 5
+expect_error "--lr" "${T[@]}" --lr -1
+expect_error "--top-k" "${T[@]}" --experts 4 --top-k 5
+expect_error "--micro-batch" "${T[@]}" --micro-batch 0
+expect_error "--router-norm" "${T[@]}" --router-norm maybe
+expect_error "--precision" "${T[@]}" --precision fp8
+expect_error "missing.bin" train --data "$WORK/missing.bin" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
+expect_error "'--data' is required" train --steps 1
+expect_error "unknown subcommand" frobnicate
+
+# A damaged token file: wrong magic, and a truncated one; both name the file.
+python3 -c "import struct,sys; open(sys.argv[1],'wb').write(struct.pack('<256i',*([7,1,10]+[0]*253))+bytes(20))" "$WORK/bad.bin"
+expect_error "bad.bin" train --data "$WORK/bad.bin" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
+head -c 2000 "$WORK/data/train.bin" >"$WORK/short.bin"
+expect_error "short.bin" train --data "$WORK/short.bin" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
+# A token id beyond --vocab.
+expect_error "vocab" train --data "$WORK/data" --vocab 100 --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
+# eval of something that is not a checkpoint.
+expect_error "checkpoint" eval --ckpt "$WORK/src" --data "$WORK/data/val.bin"
+echo "cli_errors: all passed"
