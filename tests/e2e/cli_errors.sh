@@ -17,7 +17,8 @@ expect_error() {
   [[ ! -e $WORK/m.jsonl && ! -e $WORK/ckpt ]] || fail "'$*' wrote files despite the error"
   echo "ok: $(cat "$err")"
 }
-T=(train --data "$WORK/data" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt" --steps 2)
+T0=(train --data "$WORK/data" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt")
+T=("${T0[@]}" --steps 2)
 expect_error "--no-such-flag" "${T[@]}" --no-such-flag 3
 expect_error "--heads" "${T[@]}" --model-dim 64 --heads 5
 expect_error "--lr" "${T[@]}" --lr -1
@@ -38,4 +39,16 @@ expect_error "short.bin" train --data "$WORK/short.bin" --metrics "$WORK/m.jsonl
 expect_error "vocab" train --data "$WORK/data" --vocab 100 --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
 # eval of something that is not a checkpoint.
 expect_error "checkpoint" eval --ckpt "$WORK/src" --data "$WORK/data/val.bin"
+# --config FILE: its values are checked like flags, unknown keys are refused, the command line wins.
+printf 'steps = 2\nlayers = 0\n' >"$WORK/bad.ini"
+expect_error "--layers" "${T0[@]}" --config "$WORK/bad.ini"
+printf 'bogus = 1\n' >"$WORK/unknown.ini"
+expect_error "bogus" "${T[@]}" --config "$WORK/unknown.ini"
+expect_error "nowhere.ini" "${T[@]}" --config "$WORK/nowhere.ini"
+printf 'layers = 0\nmodel-dim = 32\nsteps = 1\n' >"$WORK/ok.ini"
+"$ZT" train --data "$WORK/data" --config "$WORK/ok.ini" --layers 1 --heads 2 --ffn-dim 16 \
+  --experts 2 --expert-ffn-dim 16 --seq-len 16 --micro-batch 2 --metrics "$WORK/m.jsonl" >/dev/null ||
+  fail "command line did not override --config"
+[[ $(python3 -c "import json;print([json.loads(l) for l in open('$WORK/m.jsonl')][-1]['steps'])") == 1 ]] ||
+  fail "--config steps = 1 not applied"
 echo "cli_errors: all passed"
