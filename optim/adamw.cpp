@@ -1,5 +1,6 @@
 /*
- * adamw.cpp: the AdamW update of adamw.h as one tight elementwise loop (OpenMP for large n).
+ * adamw.cpp: the reference AdamW of adamw.h as one tight elementwise loop (OpenMP for large n),
+ * and adamw_step, which hands the same update to the vectorised kernel of adamw_simd.h.
  * Bias corrections are computed once in double; the loop follows torch's arithmetic:
  * denom = sqrt(v) / sqrt(1 - b2^t) + eps, p -= (lr / (1 - b1^t)) * m / denom.
  */
@@ -7,22 +8,37 @@
 
 #include <cmath>
 
+#include "optim/adamw_simd.h"
 #include "runtime/error.h"
 
 namespace zt {
 
 static constexpr int64_t kParallelMin = 1 << 16;  // elements below which threads cost more
 
-void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, int64_t step, float lr,
-                const AdamWConfig& c, bool decay) {
+AdamWCoeffs adamw_coeffs(int64_t step, float lr, const AdamWConfig& c, bool decay) {
   ZT_CHECK(step >= 1, "AdamW step is 1-based, got ", step);
   const double bc1 = 1.0 - std::pow((double)c.beta1, (double)step);
   const double bc2 = 1.0 - std::pow((double)c.beta2, (double)step);
-  const float step_size = (float)((double)lr / bc1);
-  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
-  const float shrink = decay ? (float)(1.0 - (double)lr * c.weight_decay) : 1.0f;
-  const float b1 = c.beta1, b2 = c.beta2, eps = c.eps;
-  const float a1 = 1.0f - b1, a2 = 1.0f - b2;
+  AdamWCoeffs k;
+  k.b1 = c.beta1, k.a1 = 1.0f - c.beta1;
+  k.b2 = c.beta2, k.a2 = 1.0f - c.beta2;
+  k.eps = c.eps;
+  k.step_size = (float)((double)lr / bc1);
+  k.inv_sqrt_bc2 = (float)(1.0 / std::sqrt(bc2));
+  k.shrink = decay ? (float)(1.0 - (double)lr * c.weight_decay) : 1.0f;
+  return k;
+}
+
+void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, int64_t step, float lr,
+                const AdamWConfig& c, bool decay) {
+  adamw_step_simd(p, m, v, g, n, step, lr, c, decay);
+}
+
+void adamw_step_reference(float* p, float* m, float* v, const float* g, int64_t n, int64_t step,
+                          float lr, const AdamWConfig& c, bool decay) {
+  const AdamWCoeffs k = adamw_coeffs(step, lr, c, decay);
+  const float b1 = k.b1, b2 = k.b2, a1 = k.a1, a2 = k.a2, eps = k.eps;
+  const float step_size = k.step_size, inv_sqrt_bc2 = k.inv_sqrt_bc2, shrink = k.shrink;
 #pragma omp parallel for simd if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
