@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "launch/bench_adamw.h"
 #include "launch/bench_gemm.h"
 #include "launch/command.h"
 #include "runtime/device.h"
@@ -131,6 +132,8 @@ struct Bench {
 };
 const Bench kBenches[] = {
     {"gemm", "sgemm GFLOP/s per matrix size (OpenBLAS on cpu, cuBLAS on cuda)", bench_gemm},
+    {"adamw", "CPU AdamW kernel per impl: parameters/s and GB/s next to a same-run triad",
+     bench_adamw},
 };
 
 std::string bench_names() {
