@@ -1,14 +1,25 @@
-// cmd_train.cpp: `zerotrain train` — parse flags, run the loop.
+// cmd_train.cpp: `zerotrain train` — validate flags and layout on every rank before MPI starts
+// (rank 0 reports, every rank exits non-zero), then run the loop.
 #include "launch/command.h"
 #include "launch/trainer.h"
+#include "parallel/grid.h"
+#include "runtime/error.h"
 
 namespace zt {
 namespace {
 
 int cmd_train(int argc, char** argv) {
+  ProcessInfo info = discover_process();
   TrainOptions o;
-  if (!parse_train_options(argc, argv, o)) return 0;
-  return run_training(o);
+  try {
+    if (!parse_train_options(argc, argv, o)) return 0;
+  } catch (const Error& e) {
+    if (info.world > 1) fail_on_rank0(info, e.what());
+    throw;
+  }
+  validate_layout(info, o.tp, o.pp, o.ep, o.model.heads, o.model.experts);
+  ProcessContext ctx(info, DeviceKind::cpu);
+  return run_training(o, ctx);
 }
 
 }  // namespace

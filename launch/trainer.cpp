@@ -1,6 +1,8 @@
-// trainer.cpp: one-process training loop (data parallelism arrives with parallel/).
+// trainer.cpp: the training loop over the ZeRO engine (data parallelism over every rank; tensor,
+// pipeline and expert parallelism are refused by the flag parser until they exist).
 #include "launch/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,8 +13,9 @@
 #include "model/evaluate.h"
 #include "model/transformer.h"
 #include "offload/checkpoint.h"
-#include "optim/clip.h"
 #include "optim/schedule.h"
+#include "parallel/grid.h"
+#include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
 
@@ -39,44 +42,81 @@ DataPaths resolve_data(const TrainOptions& o) {
   return p;
 }
 
-// Optimizer state of the whole model: fp32 moments per unit.
-struct OptimState {
-  std::vector<Buffer<float>> m, v;
-  int64_t step = 0;  // completed optimizer steps
-};
+// Sums (or maxes) a few numbers over the ranks of `comm`, in fp32.
+std::vector<float> reduce_values(Communicator& comm, std::vector<float> v, ReduceOp op) {
+  if (comm.size() > 1) comm.all_reduce(v.data(), v.data(), v.size(), DType::fp32, op).wait();
+  return v;
+}
 
-nlohmann::json mem_json() {
+// mem (SPEC section 4): bytes per category on the largest rank, from the tracked allocator.
+nlohmann::json mem_json(Communicator& world) {
   MemStats s = mem_stats();
-  auto c = [&](MemCategory k) { return s.current[(int)k]; };
-  return {
-      {"params", c(MemCategory::params)},   {"grads", c(MemCategory::grads)},
-      {"optim", c(MemCategory::optim)},     {"activations", s.peak[(int)MemCategory::activations]},
-      {"buffers", c(MemCategory::buffers)}, {"peak", s.total_peak}};
+  auto c = [&](MemCategory k) { return (float)s.current[(int)k]; };
+  std::vector<float> v =
+      reduce_values(world,
+                    {c(MemCategory::params), c(MemCategory::grads), c(MemCategory::optim),
+                     (float)s.peak[(int)MemCategory::activations],
+                     (float)s.peak[(int)MemCategory::buffers], (float)s.total_peak},
+                    ReduceOp::max);
+  return {{"params", (int64_t)v[0]},      {"grads", (int64_t)v[1]},   {"optim", (int64_t)v[2]},
+          {"activations", (int64_t)v[3]}, {"buffers", (int64_t)v[4]}, {"peak", (int64_t)v[5]}};
+}
+
+nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
+  auto b = [&](CommKind k) { return d.bytes[(int)k]; };
+  return {{"allgather_bytes", b(CommKind::allgather)},
+          {"reduce_scatter_bytes", b(CommKind::reduce_scatter)},
+          {"allreduce_bytes", b(CommKind::allreduce)},
+          {"p2p_bytes", b(CommKind::p2p)},
+          {"alltoall_bytes", b(CommKind::alltoall)},
+          {"exposed_ms", exposed_ms}};
 }
 
 }  // namespace
 
-int run_training(const TrainOptions& o) {
+int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   const ModelConfig& mc = o.model;
+  const bool rank0 = ctx.rank() == 0;
+  std::unique_ptr<Communicator> world = make_world_communicator();
+  ProcessGrid grid(*world, o.tp, o.pp, o.ep);
+  Communicator& dp = grid.dp();
+  const int ndp = dp.size(), rdp = dp.rank();
+
   DataPaths paths = resolve_data(o);
   TokenFile train = read_token_file(paths.train, mc.vocab);
   Sampler sampler((int64_t)train.tokens.size(), mc.seq_len, o.seed, paths.train);
   TokenFile val;
   if (!paths.val.empty()) val = read_token_file(paths.val, mc.vocab);
-  MetricsWriter metrics(o.metrics);
+  MetricsWriter metrics(rank0 ? o.metrics : "");
 
   Transformer model(mc, o.seed);
-  OptimState opt;
-  for (int u = 0; u < model.table.num_units(); ++u) {
-    opt.m.emplace_back(model.table.unit_numel[u], MemCategory::optim);
-    opt.v.emplace_back(model.table.unit_numel[u], MemCategory::optim);
-  }
+  ZeroOptions zo;
+  zo.stage = o.zero_stage;
+  zo.overlap = o.overlap == "on";
+  zo.bucket_mb = o.bucket_mb;
+  zo.prefetch = o.prefetch_layers;
+  ZeroEngine engine(model, dp, zo);
 
   const int B = o.micro_batch, T = mc.seq_len;
+  const int64_t G = (int64_t)B * o.grad_accum * ndp;  // samples per global batch
+  const double flops_per_token = mc.train_flops_per_token();
+  const nlohmann::json layout = {{"world", ctx.world()}, {"dp", ndp},
+                                 {"tp", o.tp},           {"pp", o.pp},
+                                 {"ep", o.ep},           {"zero_stage", o.zero_stage}};
+  if (rank0) {
+    std::printf(
+        "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
+        "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d\n",
+        (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
+        (long long)G, T, ctx.world(), o.zero_stage);
+    std::fflush(stdout);
+  }
+
   TrainState state;
   state.train = {{"seed", o.seed},
                  {"micro_batch", o.micro_batch},
                  {"grad_accum", o.grad_accum},
+                 {"samples_per_step", G},
                  {"steps", o.steps},
                  {"lr", o.lr},
                  {"min_lr", o.min_lr},
@@ -86,116 +126,99 @@ int run_training(const TrainOptions& o) {
   if (o.resume == "auto" && !o.ckpt_dir.empty()) resume_from = find_latest_checkpoint(o.ckpt_dir);
   if (o.resume != "auto" && o.resume != "none") resume_from = resolve_checkpoint(o.resume);
   if (!resume_from.empty()) {
-    load_checkpoint(resume_from, model, &opt.m, &opt.v, &state);
-    opt.step = state.step;
-    std::printf("zerotrain train: resuming from %s (step %lld)\n", resume_from.c_str(),
-                (long long)state.step);
+    UnitVectors p, m, v;
+    load_checkpoint(resume_from, mc, model.table, p, &m, &v, &state);
+    engine.load_full_state(p, &m, &v);
+    if (rank0)
+      std::printf("zerotrain train: resuming from %s (step %lld)\n", resume_from.c_str(),
+                  (long long)state.step);
   }
-  const int64_t G = (int64_t)B * o.grad_accum;  // samples per global batch (dp = 1)
-  const double flops_per_token = mc.train_flops_per_token();
-  std::printf(
-      "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
-      "%lld samples per step of %d tokens\n",
-      (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
-      (long long)G, T);
-  std::fflush(stdout);
 
   auto run_eval = [&]() -> double {
     if (val.tokens.empty()) return NAN;
     EvalResult r = evaluate(model, val.tokens, T, o.eval_tokens, B);
+    engine.release_gathered();
     return r.ce;
+  };
+  auto checkpoint = [&]() {
+    UnitVectors p, m, v;
+    engine.gather_full_state(p, &m, &v);
+    if (rank0) save_checkpoint(o.ckpt_dir, mc, model.table, p, m, v, state, layout, o.keep_last);
+    if (world->size() > 1) world->barrier().wait();  // nobody runs ahead of a failed write
   };
 
   Progress progress(o.steps);
   std::vector<int32_t> batch((size_t)B * (T + 1));
   double last_val = NAN;
-  for (int64_t step = opt.step; step < o.steps; ++step) {
+  for (int64_t step = state.step; step < o.steps; ++step) {
     double t0 = now_ms();
-    model.zero_grads();
-    double ce = 0, aux = 0;
-    int64_t dropped = 0;
+    CommStats c0 = comm_stats();
+    engine.begin_step(o.grad_accum);
+    double ce = 0, aux = 0, dropped = 0;
     for (int micro = 0; micro < o.grad_accum; ++micro) {
+      // This rank's microbatch: samples [step*G + (rank*accum + micro)*B, +B) of the stream.
+      const int64_t first = step * G + ((int64_t)rdp * o.grad_accum + micro) * B;
       for (int b = 0; b < B; ++b) {
-        int64_t start = sampler.start(step * G + (int64_t)micro * B + b);
+        int64_t start = sampler.start(first + b);
         for (int t = 0; t <= T; ++t) batch[(size_t)b * (T + 1) + t] = train.tokens[start + t];
       }
-      LossParts lp = model.forward(batch.data(), B, T);
-      model.backward(1.0f / (float)o.grad_accum);
-      ce += lp.ce / o.grad_accum;
-      aux += lp.aux / o.grad_accum;
-      dropped += lp.dropped;
+      LossParts lp = engine.forward(batch.data(), B, T);
+      engine.backward(1.0f / (float)(o.grad_accum * ndp));
+      ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
     }
+    std::vector<float> sums =
+        reduce_values(dp, {(float)ce, (float)aux, (float)dropped}, ReduceOp::sum);
+    const double n_micro = (double)o.grad_accum * ndp;
+    ce = sums[0] / n_micro, aux = sums[1] / n_micro;
     if (!std::isfinite(ce)) fail("loss became ", ce, " at step ", step + 1, " (try a lower --lr)");
+    const double lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
+    StepStats ss = engine.finish_step(lr, o.clip_grad, o.adamw, step + 1);
+    const double step_ms = now_ms() - t0;
+    CommStats dc = comm_stats() - c0;
+    state.step = step + 1;
+    state.tokens = state.step * G * T;
 
-    double norm_sq = 0;
-    for (int u = 0; u < model.table.num_units(); ++u)
-      norm_sq += global_norm_sq(model.unit_grads[u], model.table.unit_numel[u]);
-    double grad_norm = std::sqrt(norm_sq);
-    float scale = clip_scale(grad_norm, o.clip_grad);
-    double lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
-    for (const ParamSpec& p : model.table.params) {
-      float* g = model.unit_grads[p.unit] + p.offset;
-      if (scale < 1.0f)
-        for (int64_t i = 0; i < p.numel; ++i) g[i] *= scale;
-      adamw_step(model.unit_params[p.unit] + p.offset, opt.m[p.unit].data() + p.offset,
-                 opt.v[p.unit].data() + p.offset, g, p.numel, step + 1, (float)lr, o.adamw,
-                 p.decay);
-    }
-    opt.step = step + 1;
-    double step_ms = now_ms() - t0;
-    state.step = opt.step;
-    state.tokens = opt.step * G * T;
-
-    bool last = opt.step == o.steps;
-    bool do_eval = o.eval_every > 0 && opt.step % o.eval_every == 0;
+    const bool last = state.step == o.steps;
+    const bool do_eval = o.eval_every > 0 && state.step % o.eval_every == 0;
     if (do_eval || (last && !val.tokens.empty())) last_val = run_eval();
-    if (opt.step % o.log_every == 0 || last || do_eval) {
-      double tokens = (double)G * T;
-      nlohmann::json j = {{"step", opt.step},
+    if (state.step % o.log_every == 0 || last || do_eval) {
+      const double tokens = (double)G * T;
+      nlohmann::json j = {{"step", state.step},
                           {"loss", ce + aux},
                           {"aux_loss", aux},
                           {"lr", lr},
-                          {"grad_norm", grad_norm},
-                          {"tokens", (int64_t)(opt.step * G * T)},
+                          {"grad_norm", ss.grad_norm},
+                          {"tokens", state.tokens},
                           {"step_ms", step_ms},
                           {"tokens_per_s", tokens / (step_ms / 1000)},
                           {"flops_per_s", tokens * flops_per_token / (step_ms / 1000)},
-                          {"dropped", dropped},
-                          {"mem", mem_json()},
-                          {"comm",
-                           {{"allgather_bytes", 0},
-                            {"reduce_scatter_bytes", 0},
-                            {"allreduce_bytes", 0},
-                            {"p2p_bytes", 0},
-                            {"alltoall_bytes", 0},
-                            {"exposed_ms", 0.0}}},
-                          {"layout",
-                           {{"world", 1},
-                            {"dp", 1},
-                            {"tp", 1},
-                            {"pp", 1},
-                            {"ep", 1},
-                            {"zero_stage", o.zero_stage}}}};
+                          {"dropped", (int64_t)sums[2]},
+                          {"mem", mem_json(*world)},
+                          {"comm", comm_json(dc, ss.exposed_ms)},
+                          {"layout", layout}};
       if (do_eval || (last && std::isfinite(last_val))) j["val_loss"] = last_val;
-      metrics.write(j);
-      char line[256];
-      std::snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s %.1f GFLOP/s%s",
-                    ce + aux, lr, grad_norm, tokens / (step_ms / 1000),
-                    tokens * flops_per_token / step_ms / 1e6,
-                    std::isfinite(last_val) && (do_eval || last)
-                        ? (" val " + std::to_string(last_val).substr(0, 6)).c_str()
-                        : "");
-      progress.update(opt.step, line);
+      if (rank0) {
+        metrics.write(j);
+        char line[256];
+        std::snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s %.1f GFLOP/s%s",
+                      ce + aux, lr, ss.grad_norm, tokens / (step_ms / 1000),
+                      tokens * flops_per_token / step_ms / 1e6,
+                      std::isfinite(last_val) && (do_eval || last)
+                          ? (" val " + std::to_string(last_val).substr(0, 6)).c_str()
+                          : "");
+        progress.update(state.step, line);
+      }
     }
-    if (!o.ckpt_dir.empty() && ((o.ckpt_every > 0 && opt.step % o.ckpt_every == 0) || last))
-      save_checkpoint(o.ckpt_dir, model, opt.m, opt.v, state, o.keep_last);
+    if (!o.ckpt_dir.empty() && ((o.ckpt_every > 0 && state.step % o.ckpt_every == 0) || last))
+      checkpoint();
   }
+  if (!rank0) return 0;
   progress.finish();
-  nlohmann::json done = {{"event", "done"}, {"steps", opt.step}};
+  nlohmann::json done = {{"event", "done"}, {"steps", state.step}};
   if (std::isfinite(last_val)) done["val_loss"] = last_val;
   metrics.write(done);
   if (std::isfinite(last_val))
-    std::printf("validation loss %.4f after %lld steps\n", last_val, (long long)opt.step);
+    std::printf("validation loss %.4f after %lld steps\n", last_val, (long long)state.step);
   return 0;
 }
 

@@ -91,7 +91,7 @@ void ffn_backward(float* dx, float* dw1, float* dw2, float* dw3, const float* do
 }  // namespace
 
 Transformer::Transformer(const ModelConfig& c, uint64_t seed, bool with_grads)
-    : cfg(c), table(build_param_table(c)) {
+    : cfg(c), table(build_param_table(c)), with_grads_(with_grads) {
   cfg.validate();
   int U = table.num_units();
   own_params_.resize(U);
@@ -154,6 +154,11 @@ float* Transformer::grad(const std::string& name) {
 void Transformer::zero_grads() {
   for (int u = 0; u < table.num_units(); ++u)
     if (unit_grads[u]) zero(unit_grads[u], table.unit_numel[u]);
+}
+
+void Transformer::release_own_storage() {
+  own_params_.clear();
+  own_grads_.clear();
 }
 
 const float* Transformer::logits() const { return acts_->logits.data(); }
@@ -295,7 +300,7 @@ LossParts Transformer::forward(const int32_t* tokens, int B, int T) {
 void Transformer::backward(float loss_scale) {
   Acts& a = *acts_;
   ZT_CHECK(a.N > 0, "backward before forward");
-  ZT_CHECK(unit_grads[0], "model was built without gradients");
+  ZT_CHECK(with_grads_, "model was built without gradients");
   const int B = a.B, T = a.T, N = a.N, d = cfg.model_dim, V = cfg.vocab, H = cfg.heads;
   const int dh = cfg.head_dim();
   const int64_t Nd = (int64_t)N * d;

@@ -48,6 +48,9 @@ struct Transformer {
   float* param(int idx) { return unit_params[table.params[idx].unit] + table.params[idx].offset; }
   float* grad(int idx) { return unit_grads[table.params[idx].unit] + table.params[idx].offset; }
   void zero_grads();
+  // Frees the parameter and gradient buffers the model allocated itself; the caller has taken
+  // over unit_params / unit_grads (the ZeRO engine).
+  void release_own_storage();
 
   // tokens [B, T+1]: inputs are tokens[b, 0..T-1], targets tokens[b, 1..T]. T <= cfg.seq_len.
   // Keeps what backward needs. A token id outside [0, vocab) throws naming it.
@@ -62,6 +65,7 @@ struct Transformer {
 
  private:
   std::vector<Buffer<float>> own_params_, own_grads_;
+  bool with_grads_;
   Acts* acts_ = nullptr;
 };
 

@@ -76,10 +76,10 @@ uint64_t file_checksum(const std::string& path) {
   return h;
 }
 
-std::string save_checkpoint(const std::string& ckpt_dir, Transformer& model,
-                            const std::vector<Buffer<float>>& m,
-                            const std::vector<Buffer<float>>& v, const TrainState& st,
-                            int keep_last) {
+std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
+                            const ParamTable& table, const UnitVectors& params,
+                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
+                            nlohmann::json layout, int keep_last) {
   fs::path root(ckpt_dir);
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -93,9 +93,9 @@ std::string save_checkpoint(const std::string& ckpt_dir, Transformer& model,
   const std::string rank_file = "rank_00000.h5";
   {
     H5File f = H5File::create((tmp_dir / rank_file).string());
-    for (const ParamSpec& p : model.table.params) {
+    for (const ParamSpec& p : table.params) {
       const int64_t off = p.offset;
-      h5_write_f32(f, "params/" + p.name, model.unit_params[p.unit] + off, p.shape);
+      h5_write_f32(f, "params/" + p.name, params[p.unit].data() + off, p.shape);
       h5_write_f32(f, "optim/exp_avg/" + p.name, m[p.unit].data() + off, p.shape);
       h5_write_f32(f, "optim/exp_avg_sq/" + p.name, v[p.unit].data() + off, p.shape);
       h5_write_attr_i64(f, "params/" + p.name, "logical_offset", 0);
@@ -104,22 +104,21 @@ std::string save_checkpoint(const std::string& ckpt_dir, Transformer& model,
     h5_write_attr_i64(f, "/", "step", st.step);
     f.close();
   }
-  nlohmann::json params = nlohmann::json::array();
-  for (const ParamSpec& p : model.table.params)
-    params.push_back({{"name", p.name}, {"shape", p.shape}, {"partition", "replicated"}});
-  nlohmann::json manifest = {
-      {"format", kFormat},
-      {"version", kVersion},
-      {"step", st.step},
-      {"tokens", st.tokens},
-      {"config", model.cfg},
-      {"train", st.train},
-      {"layout", {{"world", 1}, {"dp", 1}, {"tp", 1}, {"pp", 1}, {"ep", 1}, {"zero_stage", 0}}},
-      {"params", params},
-      {"files",
-       {{{"name", rank_file},
-         {"bytes", fs::file_size(tmp_dir / rank_file)},
-         {"fnv1a64", file_checksum((tmp_dir / rank_file).string())}}}}};
+  nlohmann::json ptable = nlohmann::json::array();
+  for (const ParamSpec& p : table.params)
+    ptable.push_back({{"name", p.name}, {"shape", p.shape}, {"partition", "replicated"}});
+  nlohmann::json manifest = {{"format", kFormat},
+                             {"version", kVersion},
+                             {"step", st.step},
+                             {"tokens", st.tokens},
+                             {"config", cfg},
+                             {"train", st.train},
+                             {"layout", layout},
+                             {"params", ptable},
+                             {"files",
+                              {{{"name", rank_file},
+                                {"bytes", fs::file_size(tmp_dir / rank_file)},
+                                {"fnv1a64", file_checksum((tmp_dir / rank_file).string())}}}}};
   write_file_atomic(tmp_dir / "manifest.json", manifest.dump(2) + "\n");
   write_file_atomic(tmp_dir / "COMPLETE", "complete\n");
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-run of the same step replaces it
@@ -196,22 +195,31 @@ std::string resolve_checkpoint(const std::string& path) {
   return found;
 }
 
-void load_checkpoint(const std::string& step_dir, Transformer& model, std::vector<Buffer<float>>* m,
-                     std::vector<Buffer<float>>* v, TrainState* st) {
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
   nlohmann::json man = read_manifest(step_dir);
-  check_config_matches(man.at("config"), model.cfg, step_dir);
+  check_config_matches(man.at("config"), cfg, step_dir);
   fs::path file = fs::path(step_dir) / man.at("files")[0].at("name").get<std::string>();
   H5File f = H5File::open(file.string());
-  for (const ParamSpec& p : model.table.params) {
-    auto read_into = [&](const std::string& ds, float* dst) {
+  auto size_all = [&](UnitVectors* u) {
+    if (!u) return;
+    u->resize(table.num_units());
+    for (int i = 0; i < table.num_units(); ++i) (*u)[i].assign(table.unit_numel[i], 0.0f);
+  };
+  size_all(&params);
+  size_all(m);
+  size_all(v);
+  for (const ParamSpec& p : table.params) {
+    auto read_into = [&](const std::string& ds, UnitVectors* dst) {
+      if (!dst) return;
       if (h5_shape(f, ds) != p.shape)
         fail("checkpoint file '", file.string(), "' dataset ", ds, " has the wrong shape");
       std::vector<float> x = h5_read_f32(f, ds);
-      std::copy(x.begin(), x.end(), dst);
+      std::copy(x.begin(), x.end(), (*dst)[p.unit].begin() + p.offset);
     };
-    read_into("params/" + p.name, model.unit_params[p.unit] + p.offset);
-    if (m) read_into("optim/exp_avg/" + p.name, (*m)[p.unit].data() + p.offset);
-    if (v) read_into("optim/exp_avg_sq/" + p.name, (*v)[p.unit].data() + p.offset);
+    read_into("params/" + p.name, &params);
+    read_into("optim/exp_avg/" + p.name, m);
+    read_into("optim/exp_avg_sq/" + p.name, v);
   }
   if (st) {
     st->step = man.at("step");
@@ -236,7 +244,11 @@ ModelConfig checkpoint_model_config(const std::string& path) {
 
 void load_model_weights(const std::string& path, Transformer& model) {
   if (!is_h5_file(path)) {
-    load_checkpoint(resolve_checkpoint(path), model);
+    UnitVectors params;
+    load_checkpoint(resolve_checkpoint(path), model.cfg, model.table, params, nullptr, nullptr,
+                    nullptr);
+    for (int u = 0; u < model.table.num_units(); ++u)
+      std::copy(params[u].begin(), params[u].end(), model.unit_params[u]);
     return;
   }
   H5File f = H5File::open(path);

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "model/transformer.h"
-#include "runtime/alloc.h"
 
 namespace zt {
 
@@ -28,12 +27,16 @@ struct TrainState {
   nlohmann::json train;  // the run's training flags (seed, lr, batch...) for the manifest
 };
 
-// Writes CKPT_DIR/step_XXXXXXXX and points `latest` at it. m, v: AdamW moments per unit.
-// Returns the step directory's path. Deletes older complete checkpoints beyond keep_last (> 0).
-std::string save_checkpoint(const std::string& ckpt_dir, Transformer& model,
-                            const std::vector<Buffer<float>>& m,
-                            const std::vector<Buffer<float>>& v, const TrainState& st,
-                            int keep_last);
+// Full training state, one flat fp32 vector per unit (ParamTable layout): parameters and AdamW
+// moments. The ZeRO engine assembles it from the shards (ZeroEngine::gather_full_state).
+using UnitVectors = std::vector<std::vector<float>>;
+
+// Writes CKPT_DIR/step_XXXXXXXX and points `latest` at it. Returns the step directory's path.
+// Deletes older complete checkpoints beyond keep_last (> 0) once the new one is complete.
+std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
+                            const ParamTable& table, const UnitVectors& params,
+                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
+                            nlohmann::json layout, int keep_last);
 
 // Resolves PATH to a loadable step directory: a step directory itself, or a checkpoint root whose
 // `latest` (or newest complete step) is used. Throws naming the path and what is missing.
@@ -44,11 +47,11 @@ std::string find_latest_checkpoint(const std::string& ckpt_dir);
 
 nlohmann::json read_manifest(const std::string& step_dir);  // verifies COMPLETE and checksums
 
-// Restores parameters (and moments/state when m, v, st are given) into a model whose config must
-// equal the checkpoint's (throws naming the first mismatching field).
-void load_checkpoint(const std::string& step_dir, Transformer& model,
-                     std::vector<Buffer<float>>* m = nullptr,
-                     std::vector<Buffer<float>>* v = nullptr, TrainState* st = nullptr);
+// Reads parameters, moments and state written for a model of config `cfg` (throws naming the
+// first mismatching field when the checkpoint belongs to another model). Any layout can load it:
+// the caller takes its own part (ZeroEngine::load_full_state).
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st);
 
 // The model config stored with a checkpoint (step directory, checkpoint root or exported .h5).
 ModelConfig checkpoint_model_config(const std::string& path);
