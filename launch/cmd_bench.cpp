@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "launch/bench_adamw.h"
+#include "launch/bench_comm.h"
 #include "launch/bench_gemm.h"
 #include "launch/command.h"
 #include "runtime/device.h"
@@ -132,6 +133,8 @@ struct Bench {
 };
 const Bench kBenches[] = {
     {"gemm", "sgemm GFLOP/s per matrix size (OpenBLAS on cpu, cuBLAS on cuda)", bench_gemm},
+    {"comm", "collective time and bus bandwidth, zerotrain next to MPI (run under mpirun)",
+     bench_comm},
     {"adamw", "CPU AdamW kernel per impl: parameters/s and GB/s next to a same-run triad",
      bench_adamw},
 };
