@@ -147,7 +147,6 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.tp > 1) not_yet("--tp > 1 (tensor parallelism)");
   if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
-  if (o.precision != "fp32") not_yet("--precision bf16/fp16 (mixed precision)");
   if (o.offload_optimizer != "none" || o.offload_params != "none") not_yet("offload");
   if (!o.trace.empty()) not_yet("--trace");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");

@@ -95,6 +95,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   zo.overlap = o.overlap == "on";
   zo.bucket_mb = o.bucket_mb;
   zo.prefetch = o.prefetch_layers;
+  zo.precision = dtype_from_name(o.precision);
   ZeroEngine engine(model, dp, zo);
 
   const int B = o.micro_batch, T = mc.seq_len;
@@ -106,9 +107,9 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   if (rank0) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
-        "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d\n",
+        "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d, %s\n",
         (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
-        (long long)G, T, ctx.world(), o.zero_stage);
+        (long long)G, T, ctx.world(), o.zero_stage, o.precision.c_str());
     std::fflush(stdout);
   }
 
@@ -197,6 +198,10 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                           {"comm", comm_json(dc, ss.exposed_ms)},
                           {"layout", layout}};
       if (do_eval || (last && std::isfinite(last_val))) j["val_loss"] = last_val;
+      if (zo.precision == DType::fp16) {
+        j["loss_scale"] = ss.loss_scale;
+        j["skipped_steps"] = engine.skipped_steps();
+      }
       if (rank0) {
         metrics.write(j);
         char line[256];

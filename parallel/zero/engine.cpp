@@ -1,11 +1,13 @@
-// engine.cpp: ZeRO stages 0-3 driven through the model's unit hooks.
+// engine.cpp: ZeRO stages 0-3 driven through the model's unit hooks, fp32 or 16-bit.
 #include "parallel/zero/engine.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "optim/adamw_simd.h"
 #include "optim/clip.h"
+#include "runtime/convert.h"
 #include "runtime/error.h"
 
 namespace zt {
@@ -15,28 +17,43 @@ struct Span {  // one parameter inside a unit
   int64_t begin, end;
   bool decay;
 };
-constexpr DType kF32 = DType::fp32;
 }  // namespace
 
+// Buffers of one unit. `cdt` is the compute/communication dtype (the run's precision).
 struct ZeroEngine::Unit {
   UnitLayout lay;
   std::vector<Span> spans;
-  Buffer<float> full;    // stages 0-2: the parameters (params); stage 3: gathered copy (buffers)
-  Buffer<float> shard;   // stage 3: this rank's parameters, the fp32 master (params)
-  Buffer<float> gfull;   // full gradients: stages 0-1 (grads), stages 2-3 transient (buffers)
-  Buffer<float> gshard;  // stages 1-3: reduced gradient shard (grads)
-  Buffer<float> gtmp;    // stages 2-3: receive buffer for microbatches after the first
-  Buffer<float> m, v;    // AdamW moments: stage 0 full, else shard (optim)
+  // parameters
+  Buffer<uint8_t>
+      pfull;  // [padded] cdt. stages 0-2: the parameters (params); 3: gathered (buffers)
+  Buffer<uint8_t> pshard;  // [shard] cdt. stage 3: this rank's parameters (params)
+  Buffer<float> master;    // 16-bit runs: fp32 master, stage 0 [padded] else [shard] (optim)
+  Buffer<float> work;      // 16-bit runs: fp32 copy the model computes with (buffers)
+  // gradients
+  Buffer<float> gwork;     // [padded] fp32, what backward writes: fp32 stages 0-1 keep it (grads),
+                           // otherwise it lives for one unit's backward (buffers)
+  Buffer<uint8_t> g16;     // [padded] 16-bit: stages 0-1 accumulated (grads); 2-3 transient
+  Buffer<uint8_t> gshard;  // [shard] cdt. stage 1: the reduce-scatter result (grads)
+  Buffer<float> gacc;      // [shard] fp32. stages 2-3: reduced gradient, accumulated (grads)
+  Buffer<uint8_t> grecv;   // [shard] cdt. stages 2-3: reduce-scatter receive buffer (buffers)
+  Buffer<float> m, v;      // AdamW moments: stage 0 [padded], else [shard] (optim)
   std::vector<Work> gathers, reduces;
-  bool gather_issued = false, gathered = false;
-  bool reduce_pending = false, reduce_into_tmp = false;
+  bool gather_issued = false, gathered = false, acquired = false, reduce_pending = false;
 };
+
+static void* at(Buffer<uint8_t>& b, DType dt, int64_t i) { return b.data() + i * dtype_size(dt); }
 
 ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& opt)
     : model_(model), dp_(dp), opt_(opt) {
   ZT_CHECK(opt.stage >= 0 && opt.stage <= 3, "zero stage ", opt.stage);
+  ZT_CHECK(
+      opt.precision == DType::fp32 || opt.precision == DType::bf16 || opt.precision == DType::fp16,
+      "precision ", dtype_name(opt.precision));
+  loss_scale_ = opt.precision == DType::fp16 ? opt.initial_loss_scale : 1.0;
+  const DType cdt = opt.precision;
+  const size_t es = dtype_size(cdt);
   const int n = dp.size(), r = dp.rank();
-  const int64_t bucket = std::max<int64_t>(1, (int64_t)(opt.bucket_mb * (1 << 20) / 4));
+  const int64_t bucket = std::max<int64_t>(1, (int64_t)(opt.bucket_mb * (1 << 20) / es));
   const int U = model.table.num_units();
   for (int u = 0; u < U; ++u) {
     auto un = std::make_unique<Unit>();
@@ -44,21 +61,35 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
     x.lay = make_unit_layout(model.table.unit_numel[u], n, bucket);
     for (const ParamSpec& p : model.table.params)
       if (p.unit == u) x.spans.push_back({p.offset, p.offset + p.numel, p.decay});
-    const float* init = model.unit_params[u];
-    const int64_t numel = x.lay.numel, padded = x.lay.padded(), shard = x.lay.shard();
+    const UnitLayout& l = x.lay;
+    // The initial values (SPEC init, from the model's own buffer), padded with zeros.
+    std::vector<float> init(l.padded(), 0.0f);
+    std::copy(model.unit_params[u], model.unit_params[u] + l.numel, init.begin());
+    std::vector<float> mine(l.shard());
+    for (int c = 0; c < l.chunks(); ++c)
+      std::copy(init.begin() + l.piece_begin(c, r), init.begin() + l.piece_begin(c, r) + l.piece(c),
+                mine.begin() + l.shard_begin(c));
     if (opt.stage < 3) {
-      x.full.reset(padded, MemCategory::params);
-      std::copy(init, init + numel, x.full.data());
+      x.pfull.reset(l.padded() * es, MemCategory::params);
+      f32_to(x.pfull.data(), cdt, init.data(), l.padded());
     } else {
-      x.shard.reset(shard, MemCategory::params);
-      for (int c = 0; c < x.lay.chunks(); ++c) {
-        int64_t b = x.lay.piece_begin(c, r), e = std::min(b + x.lay.piece(c), numel);
-        if (e > b) std::copy(init + b, init + e, x.shard.data() + x.lay.shard_begin(c));
-      }
+      x.pshard.reset(l.shard() * es, MemCategory::params);
+      f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
     }
-    if (opt.stage <= 1) x.gfull.reset(padded, MemCategory::grads);
-    if (opt.stage >= 1) x.gshard.reset(shard, MemCategory::grads);
-    const int64_t moments = opt.stage == 0 ? padded : shard;
+    if (lowp()) {
+      const std::vector<float>& src = opt.stage == 0 ? init : mine;
+      x.master.reset(src.size(), MemCategory::optim);
+      std::copy(src.begin(), src.end(), x.master.data());
+    }
+    if (opt.stage <= 1) {
+      if (lowp())
+        x.g16.reset(l.padded() * es, MemCategory::grads);
+      else
+        x.gwork.reset(l.padded(), MemCategory::grads);
+    }
+    if (opt.stage == 1) x.gshard.reset(l.shard() * es, MemCategory::grads);
+    if (opt.stage >= 2) x.gacc.reset(l.shard(), MemCategory::grads);
+    const int64_t moments = opt.stage == 0 ? l.padded() : l.shard();
     x.m.reset(moments, MemCategory::optim);
     x.v.reset(moments, MemCategory::optim);
     units_.push_back(std::move(un));
@@ -66,10 +97,12 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
   model.release_own_storage();
   for (int u = 0; u < U; ++u) {
     Unit& x = *units_[u];
-    model.unit_params[u] = opt.stage < 3 ? x.full.data() : nullptr;
-    model.unit_grads[u] = opt.stage <= 1 ? x.gfull.data() : nullptr;
+    const bool direct = !lowp() && opt.stage < 3;  // the model reads the parameters in place
+    model.unit_params[u] = direct ? reinterpret_cast<float*>(x.pfull.data()) : nullptr;
+    model.unit_grads[u] = x.gwork.size() ? x.gwork.data() : nullptr;
   }
-  if (opt.stage == 3) model.hooks.before_forward = [this](int u) { on_before_forward(u); };
+  if (opt.stage == 3 || lowp())
+    model.hooks.before_forward = [this](int u) { on_before_forward(u); };
   model.hooks.before_backward = [this](int u) { on_before_backward(u); };
   model.hooks.grads_ready = [this](int u) { on_grads_ready(u); };
 }
@@ -97,59 +130,71 @@ void ZeroEngine::wait_all(std::vector<Work>& ws) {
 
 void ZeroEngine::issue_gather(int u) {
   Unit& x = *units_[u];
-  if (x.gather_issued) return;
-  x.full.reset(x.lay.padded(), MemCategory::buffers);
-  for (int c = 0; c < x.lay.chunks(); ++c)
-    x.gathers.push_back(dp_.all_gather(x.shard.data() + x.lay.shard_begin(c),
-                                       x.full.data() + x.lay.begin[c], x.lay.chunk_len(c), kF32));
+  if (opt_.stage < 3 || x.gather_issued) return;
+  const DType cdt = opt_.precision;
+  const UnitLayout& l = x.lay;
+  x.pfull.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
+  for (int c = 0; c < l.chunks(); ++c)
+    x.gathers.push_back(dp_.all_gather(at(x.pshard, cdt, l.shard_begin(c)),
+                                       at(x.pfull, cdt, l.begin[c]), l.chunk_len(c), cdt));
   x.gather_issued = true;
-  model_.unit_params[u] = x.full.data();
-  if (!opt_.overlap) ensure_gathered(u);
+  if (!opt_.overlap) wait_all(x.gathers);
 }
 
-void ZeroEngine::ensure_gathered(int u) {
+void ZeroEngine::acquire(int u) {
   Unit& x = *units_[u];
-  if (x.gathered) return;
-  issue_gather(u);
-  wait_all(x.gathers);
-  x.gathered = true;
+  if (x.acquired) return;
+  if (opt_.stage == 3 && !x.gathered) {
+    issue_gather(u);
+    wait_all(x.gathers);
+    x.gathered = true;
+  }
+  if (lowp()) {
+    x.work.reset(x.lay.padded(), MemCategory::buffers);
+    to_f32(x.work.data(), x.pfull.data(), opt_.precision, x.lay.padded());
+    model_.unit_params[u] = x.work.data();
+  } else {
+    model_.unit_params[u] = reinterpret_cast<float*>(x.pfull.data());
+  }
+  x.acquired = true;
 }
 
 void ZeroEngine::release(int u) {
   Unit& x = *units_[u];
-  if (!x.gather_issued) return;
+  if (opt_.stage < 3 && !lowp()) return;  // parameters live in place
   wait_all(x.gathers);
-  x.full.reset(0, MemCategory::buffers);
-  x.gather_issued = x.gathered = false;
+  if (lowp()) x.work.reset(0, MemCategory::buffers);
+  if (opt_.stage == 3) x.pfull.reset(0, MemCategory::buffers);
+  x.gather_issued = x.gathered = x.acquired = false;
   model_.unit_params[u] = nullptr;
 }
 
 void ZeroEngine::release_gathered() {
-  if (opt_.stage < 3) return;
   for (int u = 0; u <= last_unit(); ++u) release(u);
 }
 
-// Stage 3 forward: gather u (and the embedding for a tied head), free the unit that finished,
-// issue the next gathers.
+// Forward: make u's fp32 parameters available (and the embedding for a tied head), drop the unit
+// that finished, issue the next gathers.
 void ZeroEngine::on_before_forward(int u) {
-  ensure_gathered(u);
-  if (u == last_unit() && tied()) ensure_gathered(0);
+  acquire(u);
+  if (u == last_unit() && tied()) acquire(0);
   if (u > 0 && !(u - 1 == 0 && tied())) release(u - 1);
   for (int k = 1; k <= opt_.prefetch && u + k <= last_unit(); ++k) issue_gather(u + k);
 }
 
+void ZeroEngine::alloc_grads(int u) {
+  Unit& x = *units_[u];
+  if (x.gwork.size() == 0) x.gwork.reset(x.lay.padded(), MemCategory::buffers);
+  model_.unit_grads[u] = x.gwork.data();
+}
+
 void ZeroEngine::on_before_backward(int u) {
-  if (opt_.stage == 3) {
-    ensure_gathered(u);
-    if (u == last_unit() && tied()) ensure_gathered(0);
+  if (opt_.stage == 3 || lowp()) {
+    acquire(u);
+    if (u == last_unit() && tied()) acquire(0);
     for (int k = 1; k <= opt_.prefetch && u - k >= 0; ++k) issue_gather(u - k);
   }
-  if (opt_.stage >= 2) {
-    auto alloc_grads = [&](int w) {
-      Unit& x = *units_[w];
-      if (x.gfull.size() == 0) x.gfull.reset(x.lay.padded(), MemCategory::buffers);
-      model_.unit_grads[w] = x.gfull.data();
-    };
+  if (opt_.stage >= 2 || lowp()) {  // backward writes fp32 gradients into a transient buffer
     alloc_grads(u);
     if (u == last_unit() && tied()) alloc_grads(0);  // the head writes the embedding's gradient
   }
@@ -157,31 +202,43 @@ void ZeroEngine::on_before_backward(int u) {
 
 void ZeroEngine::on_grads_ready(int u) {
   Unit& x = *units_[u];
-  const bool last_micro = micro_ == micro_total_ - 1;
+  const DType cdt = opt_.precision;
   const UnitLayout& l = x.lay;
-  if (opt_.stage == 0) {
+  const bool last_micro = micro_ == micro_total_ - 1;
+  if (opt_.stage <= 1) {
+    void* g = x.gwork.data();  // fp32: accumulated in place over the microbatches
+    if (lowp()) {              // 16-bit: add this microbatch into the 16-bit gradient
+      accumulate_into(x.g16.data(), cdt, x.gwork.data(), l.padded());
+      x.gwork.reset(0, MemCategory::buffers);
+      model_.unit_grads[u] = nullptr;
+      g = x.g16.data();
+    }
     if (!last_micro) return;
     for (int c = 0; c < l.chunks(); ++c) {
-      float* g = x.gfull.data() + l.begin[c];
-      x.reduces.push_back(dp_.all_reduce(g, g, l.chunk_len(c), kF32, ReduceOp::sum));
+      void* gc = static_cast<char*>(g) + l.begin[c] * dtype_size(cdt);
+      x.reduces.push_back(opt_.stage == 0
+                              ? dp_.all_reduce(gc, gc, l.chunk_len(c), cdt, ReduceOp::sum)
+                              : dp_.reduce_scatter(gc, at(x.gshard, cdt, l.shard_begin(c)),
+                                                   l.chunk_len(c), cdt, ReduceOp::sum));
     }
-  } else if (opt_.stage == 1) {
-    if (!last_micro) return;
-    for (int c = 0; c < l.chunks(); ++c)
-      x.reduces.push_back(dp_.reduce_scatter(x.gfull.data() + l.begin[c],
-                                             x.gshard.data() + l.shard_begin(c), l.chunk_len(c),
-                                             kF32, ReduceOp::sum));
   } else {
-    x.reduce_into_tmp = micro_ > 0;
-    if (x.reduce_into_tmp && x.gtmp.size() == 0) x.gtmp.reset(l.shard(), MemCategory::buffers);
-    float* dst = x.reduce_into_tmp ? x.gtmp.data() : x.gshard.data();
+    void* g = x.gwork.data();
+    if (lowp()) {  // communicate in 16 bits
+      x.g16.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
+      f32_to(x.g16.data(), cdt, x.gwork.data(), l.padded());
+      x.gwork.reset(0, MemCategory::buffers);
+      model_.unit_grads[u] = nullptr;
+      g = x.g16.data();
+    }
+    x.grecv.reset(l.shard() * dtype_size(cdt), MemCategory::buffers);
     for (int c = 0; c < l.chunks(); ++c)
-      x.reduces.push_back(dp_.reduce_scatter(x.gfull.data() + l.begin[c], dst + l.shard_begin(c),
-                                             l.chunk_len(c), kF32, ReduceOp::sum));
+      x.reduces.push_back(dp_.reduce_scatter(static_cast<char*>(g) + l.begin[c] * dtype_size(cdt),
+                                             at(x.grecv, cdt, l.shard_begin(c)), l.chunk_len(c),
+                                             cdt, ReduceOp::sum));
   }
   x.reduce_pending = true;
   if (!opt_.overlap) finish_reductions(u);
-  if (opt_.stage == 3) release(u);  // its parameters are not needed again this step
+  if (opt_.stage == 3 || lowp()) release(u);  // its parameters are not needed again this step
 }
 
 void ZeroEngine::finish_reductions(int u) {
@@ -190,12 +247,10 @@ void ZeroEngine::finish_reductions(int u) {
   wait_all(x.reduces);
   x.reduce_pending = false;
   if (opt_.stage < 2) return;
-  if (x.reduce_into_tmp) {
-    float* g = x.gshard.data();
-    const float* t = x.gtmp.data();
-    for (int64_t i = 0; i < x.lay.shard(); ++i) g[i] += t[i];
-  }
-  x.gfull.reset(0, MemCategory::buffers);  // the full gradient lived only for the reduction
+  add_to_f32(x.gacc.data(), x.grecv.data(), opt_.precision, x.lay.shard());
+  x.grecv.reset(0, MemCategory::buffers);  // the full gradient lived only for the reduction
+  x.g16.reset(0, MemCategory::buffers);
+  x.gwork.reset(0, MemCategory::buffers);
   model_.unit_grads[u] = nullptr;
 }
 
@@ -205,8 +260,10 @@ void ZeroEngine::begin_step(int micro_batches) {
   micro_ = 0;
   exposed_ms_ = 0;
   for (auto& x : units_) {
-    if (opt_.stage <= 1) std::memset(x->gfull.data(), 0, x->gfull.size() * sizeof(float));
-    x->gtmp.reset(0, MemCategory::buffers);
+    for (Buffer<uint8_t>* b : {&x->g16, &x->gshard})
+      if (opt_.stage <= 1) std::memset(b->data(), 0, b->size());
+    if (opt_.stage <= 1 && !lowp()) std::memset(x->gwork.data(), 0, x->gwork.size() * 4);
+    if (opt_.stage >= 2) std::memset(x->gacc.data(), 0, x->gacc.size() * 4);
   }
 }
 
@@ -216,11 +273,29 @@ LossParts ZeroEngine::forward(const int32_t* tokens, int B, int T) {
 
 void ZeroEngine::backward(float loss_scale) {
   ZT_CHECK(micro_ < micro_total_, "more backward passes than begin_step announced");
-  model_.backward(loss_scale);
+  model_.backward(loss_scale * (float)loss_scale_);
   // Stages 2-3 reduce every microbatch; finish now so the next one starts from clean buffers.
   if (opt_.stage >= 2)
     for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
   ++micro_;
+}
+
+// Are this rank's reduced gradients finite? Agreed over the ranks (max of the flags).
+bool ZeroEngine::grads_finite() {
+  float bad = 0;
+  for (auto& x : units_) {
+    const Unit& u = *x;
+    bool ok = opt_.stage == 0   ? (lowp() ? all_finite(u.g16.data(), opt_.precision, u.lay.padded())
+                                          : all_finite(u.gwork.data(), DType::fp32, u.lay.padded()))
+              : opt_.stage == 1 ? all_finite(u.gshard.data(), opt_.precision, u.lay.shard())
+                                : all_finite(u.gacc.data(), DType::fp32, u.lay.shard());
+    if (!ok) bad = 1;
+  }
+  if (dp_.size() > 1) {
+    Work w = dp_.all_reduce(&bad, &bad, 1, DType::fp32, ReduceOp::max);
+    wait(w);
+  }
+  return bad == 0;
 }
 
 StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig& adamw,
@@ -229,48 +304,78 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
            " microbatches");
   for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
   const int r = dp_.rank();
+  const DType cdt = opt_.precision;
+  StepStats st;
+  st.loss_scale = loss_scale_;
 
-  // Global gradient norm: stage 0 holds the whole reduced gradient on every rank; the others
-  // add their shards' squares across ranks.
+  if (opt_.precision == DType::fp16) {  // dynamic loss scaling
+    if (!grads_finite()) {
+      st.skipped = true;
+      ++skipped_steps_;
+      loss_scale_ = std::max(1.0, loss_scale_ / 2);
+      good_steps_ = 0;
+      st.exposed_ms = exposed_ms_;
+      return st;
+    }
+    if (++good_steps_ >= opt_.growth_interval) loss_scale_ *= 2, good_steps_ = 0;
+  }
+
+  // The gradient this rank updates from, as fp32: stage 0 the whole reduced gradient, stage 1 the
+  // reduce-scatter result, stages 2-3 the fp32 accumulator.
+  std::vector<std::vector<float>> g32(units_.size());
+  auto grad_of = [&](size_t u) -> const float* {
+    Unit& x = *units_[u];
+    if (opt_.stage >= 2) return x.gacc.data();
+    if (opt_.stage == 0 && !lowp()) return x.gwork.data();
+    const int64_t len = opt_.stage == 0 ? x.lay.padded() : x.lay.shard();
+    g32[u].resize(len);
+    to_f32(g32[u].data(), opt_.stage == 0 ? x.g16.data() : x.gshard.data(), cdt, len);
+    return g32[u].data();
+  };
+  std::vector<const float*> grads(units_.size());
   double sq = 0;
-  for (auto& x : units_)
-    sq += opt_.stage == 0 ? global_norm_sq(x->gfull.data(), x->lay.padded())
-                          : global_norm_sq(x->gshard.data(), x->lay.shard());
+  for (size_t u = 0; u < units_.size(); ++u) {
+    grads[u] = grad_of(u);
+    sq += global_norm_sq(grads[u],
+                         opt_.stage == 0 ? units_[u]->lay.padded() : units_[u]->lay.shard());
+  }
   if (opt_.stage > 0 && dp_.size() > 1) {
     float s = (float)sq;
-    Work w = dp_.all_reduce(&s, &s, 1, kF32, ReduceOp::sum);
+    Work w = dp_.all_reduce(&s, &s, 1, DType::fp32, ReduceOp::sum);
     wait(w);
     sq = s;
   }
-  StepStats st;
-  st.grad_norm = std::sqrt(sq);
-  const float scale = clip_scale(st.grad_norm, max_norm);
+  st.grad_norm = std::sqrt(sq) / loss_scale_;
+  AdamWOptions ao;
+  ao.grad_scale = clip_scale(st.grad_norm, max_norm) / (float)loss_scale_;
+  ao.p16_dtype = cdt;
 
-  for (auto& xp : units_) {
-    Unit& x = *xp;
+  for (size_t u = 0; u < units_.size(); ++u) {
+    Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
-    if (opt_.stage == 0) {
-      for (const Span& s : x.spans) {
-        float* g = x.gfull.data() + s.begin;
-        const int64_t len = s.end - s.begin;
-        if (scale < 1.0f)
-          for (int64_t i = 0; i < len; ++i) g[i] *= scale;
-        adamw_step(x.full.data() + s.begin, x.m.data() + s.begin, x.v.data() + s.begin, g, len,
-                   step, (float)lr, adamw, s.decay);
+    // Update elements [b, e) of the unit, stored at index j of the moments / master / gradient.
+    auto update = [&](int64_t b, int64_t e, int64_t j, bool decay) {
+      float* p;
+      ao.p16 = nullptr;
+      if (lowp()) {
+        p = x.master.data() + j;
+        ao.p16 = reinterpret_cast<uint16_t*>(opt_.stage == 3 ? at(x.pshard, cdt, j)
+                                                             : at(x.pfull, cdt, b));
+      } else {
+        p = reinterpret_cast<float*>(opt_.stage == 3 ? at(x.pshard, cdt, j) : at(x.pfull, cdt, b));
       }
+      adamw_step_simd(p, x.m.data() + j, x.v.data() + j, grads[u] + j, e - b, step, (float)lr,
+                      adamw, decay, ao);
+    };
+    if (opt_.stage == 0) {
+      for (const Span& s : x.spans) update(s.begin, s.end, s.begin, s.decay);
       continue;
     }
-    if (scale < 1.0f)
-      for (int64_t i = 0; i < l.shard(); ++i) x.gshard[i] *= scale;
     for (int c = 0; c < l.chunks(); ++c) {
       const int64_t pb = l.piece_begin(c, r), pe = pb + l.piece(c), sb = l.shard_begin(c);
       for (const Span& s : x.spans) {
         const int64_t b = std::max(pb, s.begin), e = std::min(pe, s.end);
-        if (e <= b) continue;
-        const int64_t j = sb + (b - pb);  // shard index of unit element b
-        float* p = opt_.stage == 3 ? x.shard.data() + j : x.full.data() + b;
-        adamw_step(p, x.m.data() + j, x.v.data() + j, x.gshard.data() + j, e - b, step, (float)lr,
-                   adamw, s.decay);
+        if (e > b) update(b, e, sb + (b - pb), s.decay);
       }
     }
   }
@@ -278,8 +383,8 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     std::vector<Work> ws;
     for (auto& x : units_)
       for (int c = 0; c < x->lay.chunks(); ++c)
-        ws.push_back(dp_.all_gather(x->full.data() + x->lay.piece_begin(c, r),
-                                    x->full.data() + x->lay.begin[c], x->lay.chunk_len(c), kF32));
+        ws.push_back(dp_.all_gather(at(x->pfull, cdt, x->lay.piece_begin(c, r)),
+                                    at(x->pfull, cdt, x->lay.begin[c]), x->lay.chunk_len(c), cdt));
     wait_all(ws);
   }
   st.exposed_ms = exposed_ms_;
@@ -287,24 +392,24 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
 }
 
 namespace {
-// Assembles a sharded buffer (layout l, this rank's shard `part`) into `out` (numel elements).
+// Assembles a sharded fp32 buffer (layout l, this rank's shard `part`) into `out` (numel).
 void gather_shards(Communicator& dp, const UnitLayout& l, const float* part,
                    std::vector<float>& out) {
   std::vector<float> full(l.padded());
   std::vector<Work> ws;
   for (int c = 0; c < l.chunks(); ++c)
-    ws.push_back(
-        dp.all_gather(part + l.shard_begin(c), full.data() + l.begin[c], l.chunk_len(c), kF32));
+    ws.push_back(dp.all_gather(part + l.shard_begin(c), full.data() + l.begin[c], l.chunk_len(c),
+                               DType::fp32));
   for (Work& w : ws) w.wait();
   out.assign(full.begin(), full.begin() + l.numel);
 }
-void take_shard(const UnitLayout& l, int r, const std::vector<float>& full, float* part) {
+std::vector<float> take_shard(const UnitLayout& l, int r, const std::vector<float>& full) {
+  std::vector<float> part(l.shard(), 0.0f);
   for (int c = 0; c < l.chunks(); ++c) {
     const int64_t b = l.piece_begin(c, r), e = std::min(b + l.piece(c), l.numel);
-    float* dst = part + l.shard_begin(c);
-    std::fill(dst, dst + l.piece(c), 0.0f);
-    if (e > b) std::copy(full.begin() + b, full.begin() + e, dst);
+    if (e > b) std::copy(full.begin() + b, full.begin() + e, part.begin() + l.shard_begin(c));
   }
+  return part;
 }
 }  // namespace
 
@@ -318,10 +423,19 @@ void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
   for (size_t u = 0; u < U; ++u) {
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
-    if (opt_.stage < 3)
-      params[u].assign(x.full.data(), x.full.data() + l.numel);
+    // The fp32 master: the 16-bit runs' master buffer, else the fp32 parameters themselves.
+    std::vector<float> shard_or_full;
+    const float* master;
+    if (lowp()) {
+      master = x.master.data();
+    } else {
+      master = reinterpret_cast<const float*>(opt_.stage == 3 ? x.pshard.data() : x.pfull.data());
+    }
+    const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
+    if (master_full)
+      params[u].assign(master, master + l.numel);
     else
-      gather_shards(dp_, l, x.shard.data(), params[u]);
+      gather_shards(dp_, l, master, params[u]);
     for (auto [dst, src] : {std::pair{m, &x.m}, std::pair{v, &x.v}}) {
       if (!dst) continue;
       if (opt_.stage == 0)
@@ -336,21 +450,31 @@ void ZeroEngine::load_full_state(const std::vector<std::vector<float>>& params,
                                  const std::vector<std::vector<float>>* m,
                                  const std::vector<std::vector<float>>* v) {
   const int r = dp_.rank();
+  const DType cdt = opt_.precision;
   ZT_CHECK(params.size() == units_.size(), "state has ", params.size(), " units");
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
     ZT_CHECK((int64_t)params[u].size() == l.numel, "unit ", u, " size ", params[u].size());
+    std::vector<float> full(params[u]);
+    full.resize(l.padded(), 0.0f);
+    std::vector<float> mine = take_shard(l, r, params[u]);
     if (opt_.stage < 3)
-      std::copy(params[u].begin(), params[u].end(), x.full.data());
+      f32_to(x.pfull.data(), cdt, full.data(), l.padded());
     else
-      take_shard(l, r, params[u], x.shard.data());
+      f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
+    if (lowp()) {
+      const std::vector<float>& src = opt_.stage == 0 ? full : mine;
+      std::copy(src.begin(), src.end(), x.master.data());
+    }
     for (auto [src, dst] : {std::pair{m, &x.m}, std::pair{v, &x.v}}) {
       if (!src) continue;
       if (opt_.stage == 0)
         std::copy((*src)[u].begin(), (*src)[u].end(), dst->data());
-      else
-        take_shard(l, r, (*src)[u], dst->data());
+      else {
+        std::vector<float> part = take_shard(l, r, (*src)[u]);
+        std::copy(part.begin(), part.end(), dst->data());
+      }
     }
   }
 }

@@ -12,9 +12,18 @@
 //            backward
 //
 // Units and their chunked shard layout are in layout.h; the engine drives the model through its
-// unit hooks (model/transformer.h). fp32 throughout for now: the fp32 parameters are the master
-// weights. Every buffer goes through the tracked allocator (params, grads, optim; gathered
-// parameters and transient full gradients are `buffers`).
+// unit hooks (model/transformer.h). Every buffer goes through the tracked allocator (params,
+// grads, optim; gathered parameters, fp32 working copies and transient full gradients are
+// `buffers`).
+//
+// Precision. fp32: the parameters are the master weights. bf16 / fp16: parameters are kept and
+// communicated in 16 bits (params: 2 bytes each, stage 3 only the shard), the fp32 master weights
+// and both AdamW moments are the optimizer state (12 bytes, sharded from stage 1 on). The model's
+// ops run in fp32 on a working copy of the unit in use (unpacked before it computes, freed after).
+// Gradients are communicated in 16 bits (reduced in fp32 inside the collectives); stages 0-1 keep
+// them in 16 bits (2 bytes), stages 2-3 accumulate the reduced shard in fp32 (4 bytes / N, 2
+// bytes / N more than the ZeRO paper's count). fp16 scales the loss dynamically: a step whose
+// gradients overflow is skipped and the scale halves; after growth_interval good steps it doubles.
 #pragma once
 #include <memory>
 #include <vector>
@@ -28,14 +37,19 @@ namespace zt {
 
 struct ZeroOptions {
   int stage = 0;
-  bool overlap = true;    // issue collectives early and wait late; off: wait at once
-  double bucket_mb = 25;  // chunk size of the collectives
-  int prefetch = 1;       // stage 3: units gathered ahead of the one computing
+  DType precision = DType::fp32;      // fp32 | bf16 | fp16
+  double initial_loss_scale = 65536;  // fp16 only
+  int growth_interval = 1000;         // fp16: good steps before the scale doubles
+  bool overlap = true;                // issue collectives early and wait late; off: wait at once
+  double bucket_mb = 25;              // chunk size of the collectives
+  int prefetch = 1;                   // stage 3: units gathered ahead of the one computing
 };
 
 struct StepStats {
-  double grad_norm = 0;
+  double grad_norm = 0;   // of the unscaled gradient, before clipping
   double exposed_ms = 0;  // time the compute thread waited on communication this step
+  bool skipped = false;   // fp16: the gradients overflowed, no update was made
+  double loss_scale = 1;  // fp16: the scale this step's backward used
 };
 
 class ZeroEngine {
@@ -62,10 +76,12 @@ class ZeroEngine {
   void load_full_state(const std::vector<std::vector<float>>& params,
                        const std::vector<std::vector<float>>* m,
                        const std::vector<std::vector<float>>* v);
-  void release_gathered();  // stage 3: drop every gathered unit (after evaluation)
+  void release_gathered();  // drop every gathered unit and working copy (after evaluation)
 
   const UnitLayout& layout(int unit) const;
   int stage() const { return opt_.stage; }
+  double loss_scale() const { return loss_scale_; }
+  int64_t skipped_steps() const { return skipped_steps_; }
 
   struct Unit;
 
@@ -76,14 +92,20 @@ class ZeroEngine {
   std::vector<std::unique_ptr<Unit>> units_;
   int micro_total_ = 1, micro_ = 0;
   double exposed_ms_ = 0;
+  double loss_scale_ = 1;
+  int good_steps_ = 0;
+  int64_t skipped_steps_ = 0;
+  bool lowp() const { return opt_.precision != DType::fp32; }
 
   bool tied() const { return !model_.cfg.untie_embeddings; }
   int last_unit() const { return (int)units_.size() - 1; }
   double wait(Work& w);
   void wait_all(std::vector<Work>& ws);
   void issue_gather(int u);
-  void ensure_gathered(int u);
-  void release(int u);
+  void acquire(int u);  // the unit's fp32 parameters are at model.unit_params[u] after it
+  void release(int u);  // frees what acquire made (stage-3 gather, 16-bit working copy)
+  void alloc_grads(int u);
+  bool grads_finite();
   void on_before_forward(int u);
   void on_before_backward(int u);
   void on_grads_ready(int u);
