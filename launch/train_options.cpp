@@ -148,7 +148,6 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
   if (o.offload_optimizer != "none" || o.offload_params != "none") not_yet("offload");
-  if (!o.trace.empty()) not_yet("--trace");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
   if (o.offload_params == "nvme" || o.offload_optimizer == "nvme")
     if (o.nvme_dir.empty()) fail("--offload-* nvme needs --nvme-dir");

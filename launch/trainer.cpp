@@ -18,6 +18,7 @@
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
+#include "runtime/trace.h"
 
 namespace zt {
 namespace {
@@ -72,6 +73,23 @@ nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
           {"exposed_ms", exposed_ms}};
 }
 
+// Every rank's string, on every rank (sizes first, then the bytes, over all_gather).
+std::vector<std::string> gather_strings(Communicator& comm, const std::string& mine) {
+  const int n = comm.size();
+  std::vector<int64_t> sizes(n);
+  int64_t my = (int64_t)mine.size();
+  const std::vector<size_t> eight(n, 8);
+  comm.all_gather(&my, sizes.data(), eight, DType::int8).wait();
+  std::vector<size_t> counts(sizes.begin(), sizes.end());
+  std::string all;
+  for (int64_t c : sizes) all.resize(all.size() + (size_t)c);
+  comm.all_gather(mine.data(), all.data(), counts, DType::int8).wait();
+  std::vector<std::string> out;
+  size_t off = 0;
+  for (int64_t c : sizes) out.push_back(all.substr(off, (size_t)c)), off += (size_t)c;
+  return out;
+}
+
 }  // namespace
 
 int run_training(const TrainOptions& o, const ProcessContext& ctx) {
@@ -88,6 +106,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   TokenFile val;
   if (!paths.val.empty()) val = read_token_file(paths.val, mc.vocab);
   MetricsWriter metrics(rank0 ? o.metrics : "");
+  if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
   Transformer model(mc, o.seed);
   ZeroOptions zo;
@@ -163,8 +182,15 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
         int64_t start = sampler.start(first + b);
         for (int t = 0; t <= T; ++t) batch[(size_t)b * (T + 1) + t] = train.tokens[start + t];
       }
-      LossParts lp = engine.forward(batch.data(), B, T);
-      engine.backward(1.0f / (float)(o.grad_accum * ndp));
+      LossParts lp;
+      {
+        TraceScope ts("forward");
+        lp = engine.forward(batch.data(), B, T);
+      }
+      {
+        TraceScope ts("backward");
+        engine.backward(1.0f / (float)(o.grad_accum * ndp));
+      }
       ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
     }
     std::vector<float> sums =
@@ -173,7 +199,11 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     ce = sums[0] / n_micro, aux = sums[1] / n_micro;
     if (!std::isfinite(ce)) fail("loss became ", ce, " at step ", step + 1, " (try a lower --lr)");
     const double lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
-    StepStats ss = engine.finish_step(lr, o.clip_grad, o.adamw, step + 1);
+    StepStats ss;
+    {
+      TraceScope ts("optimizer step");
+      ss = engine.finish_step(lr, o.clip_grad, o.adamw, step + 1);
+    }
     const double step_ms = now_ms() - t0;
     CommStats dc = comm_stats() - c0;
     state.step = step + 1;
@@ -216,6 +246,10 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     }
     if (!o.ckpt_dir.empty() && ((o.ckpt_every > 0 && state.step % o.ckpt_every == 0) || last))
       checkpoint();
+  }
+  if (!o.trace.empty()) {
+    std::vector<std::string> events = gather_strings(*world, Tracer::get().events_json());
+    if (rank0) write_trace_file(o.trace, events);
   }
   if (!rank0) return 0;
   progress.finish();

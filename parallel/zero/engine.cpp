@@ -9,6 +9,8 @@
 #include "optim/clip.h"
 #include "runtime/convert.h"
 #include "runtime/error.h"
+#include "runtime/metrics.h"
+#include "runtime/trace.h"
 
 namespace zt {
 
@@ -39,7 +41,16 @@ struct ZeroEngine::Unit {
   Buffer<float> m, v;      // AdamW moments: stage 0 [padded], else [shard] (optim)
   std::vector<Work> gathers, reduces;
   bool gather_issued = false, gathered = false, acquired = false, reduce_pending = false;
+  double gather_t0 = 0, reduce_t0 = 0;  // issue times, for the trace
 };
+
+namespace {
+// Comm-track span of a unit's collectives, from issue until their completion was observed.
+void trace_comm(const char* what, int unit, double t0) {
+  if (Tracer::get().on())
+    Tracer::get().span(cat(what, " unit ", unit), TraceTrack::comm, t0, now_ms());
+}
+}  // namespace
 
 static void* at(Buffer<uint8_t>& b, DType dt, int64_t i) { return b.data() + i * dtype_size(dt); }
 
@@ -120,6 +131,10 @@ const UnitLayout& ZeroEngine::layout(int unit) const { return units_[unit]->lay;
 double ZeroEngine::wait(Work& w) {
   double ms = w.wait();
   exposed_ms_ += ms;
+  if (ms > 0.01 && Tracer::get().on()) {
+    double t1 = now_ms();
+    Tracer::get().span("wait", TraceTrack::compute, t1 - ms, t1);
+  }
   return ms;
 }
 
@@ -138,7 +153,11 @@ void ZeroEngine::issue_gather(int u) {
     x.gathers.push_back(dp_.all_gather(at(x.pshard, cdt, l.shard_begin(c)),
                                        at(x.pfull, cdt, l.begin[c]), l.chunk_len(c), cdt));
   x.gather_issued = true;
-  if (!opt_.overlap) wait_all(x.gathers);
+  x.gather_t0 = now_ms();
+  if (!opt_.overlap) {
+    wait_all(x.gathers);
+    trace_comm("all_gather", u, x.gather_t0);
+  }
 }
 
 void ZeroEngine::acquire(int u) {
@@ -146,7 +165,10 @@ void ZeroEngine::acquire(int u) {
   if (x.acquired) return;
   if (opt_.stage == 3 && !x.gathered) {
     issue_gather(u);
-    wait_all(x.gathers);
+    if (!x.gathers.empty()) {
+      wait_all(x.gathers);
+      trace_comm("all_gather", u, x.gather_t0);
+    }
     x.gathered = true;
   }
   if (lowp()) {
@@ -237,6 +259,7 @@ void ZeroEngine::on_grads_ready(int u) {
                                              cdt, ReduceOp::sum));
   }
   x.reduce_pending = true;
+  x.reduce_t0 = now_ms();
   if (!opt_.overlap) finish_reductions(u);
   if (opt_.stage == 3 || lowp()) release(u);  // its parameters are not needed again this step
 }
@@ -245,6 +268,7 @@ void ZeroEngine::finish_reductions(int u) {
   Unit& x = *units_[u];
   if (!x.reduce_pending) return;
   wait_all(x.reduces);
+  trace_comm(opt_.stage == 0 ? "all_reduce" : "reduce_scatter", u, x.reduce_t0);
   x.reduce_pending = false;
   if (opt_.stage < 2) return;
   add_to_f32(x.gacc.data(), x.grecv.data(), opt_.precision, x.lay.shard());
@@ -380,12 +404,14 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     }
   }
   if (opt_.stage == 1 || opt_.stage == 2) {  // every rank needs every updated parameter
+    const double t0 = now_ms();
     std::vector<Work> ws;
     for (auto& x : units_)
       for (int c = 0; c < x->lay.chunks(); ++c)
         ws.push_back(dp_.all_gather(at(x->pfull, cdt, x->lay.piece_begin(c, r)),
                                     at(x->pfull, cdt, x->lay.begin[c]), x->lay.chunk_len(c), cdt));
     wait_all(ws);
+    trace_comm("all_gather updated", -1, t0);
   }
   st.exposed_ms = exposed_ms_;
   return st;
