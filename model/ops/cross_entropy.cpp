@@ -8,23 +8,12 @@
 #include <cstdint>
 
 #include "model/ops/ops.h"
+#include "model/ops/vec_math.h"
 #include "runtime/error.h"
 
 namespace zt {
 
 static constexpr int64_t parallel_min = 1 << 15;  // elements below which threads cost more
-
-// exp(x) for x in [-87, 88] (clamped outside), relative error ~2e-7, vectorisable (see swiglu.cpp)
-static inline float exp_fast(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  float t = x * 1.44269504f + 12582912.0f;
-  float k = t - 12582912.0f;
-  float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-  float p =
-      1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 +
-                                          r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-  return p * std::bit_cast<float>((std::bit_cast<int32_t>(t) - 0x4B400000 + 127) << 23);
-}
 
 static void check_targets(const int32_t* targets, int n, int V) {
   for (int i = 0; i < n; ++i)

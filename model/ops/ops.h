@@ -6,7 +6,7 @@
 //  - Weight matrices are stored [in, out] row-major (SPEC section 1): y = x W.
 //  - Backward functions ACCUMULATE (+=) into every gradient they produce, parameter and activation
 //    alike; callers zero gradient buffers. A null gradient pointer means "not needed".
-//  - Each op has a plain reference in model/ops/reference.h, used by the tests.
+//  - Each op has a plain reference in model/ops/reference_dense.h or reference_moe.h (tests).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -27,12 +27,14 @@ void rmsnorm_backward(float* dx, float* dg, const float* dout, const float* x, c
 void matmul_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
                     bool accumulate = false);
 // dx[n,i] += dout W^T ; dw[i,o] += x^T dout
-void matmul_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                     int n, int in, int out_dim);
+void matmul_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
+                     int in, int out_dim);
 
-// rope (rotate_half convention), in place allowed (out == x). x [B*T, H*dh]; position of row
+// rope (rotate_half convention), forward in place allowed (out == x); backward accumulates, so
+// dx must not alias dout. x [B*T, H*dh]; position of row
 // (b, t) is pos0 + t. Angle for pair (i, i + dh/2) is pos * base^(-2i/dh).
-void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base, int pos0 = 0);
+void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base,
+                  int pos0 = 0);
 void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base,
                    int pos0 = 0);
 
@@ -41,7 +43,8 @@ void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, fl
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        int B, int T, int H, int dh);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
-                        const float* q, const float* k, const float* v, int B, int T, int H, int dh);
+                        const float* q, const float* k, const float* v, int B, int T, int H,
+                        int dh);
 
 // swiglu: out[i] = silu(a[i]) * b[i], silu(z) = z * sigmoid(z)
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n);
@@ -52,13 +55,15 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
 // logits [n, V]. A target outside [0, V) throws naming it.
 float cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int n,
                             int V);
-// dlogits[i,:] += scale * (softmax(logits[i,:]) - onehot(target[i]))  (scale = dloss / n for a mean)
+// dlogits[i,:] += scale * (softmax(logits[i,:]) - onehot(target[i]))  (scale = dloss / n for a
+// mean)
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int n, int V);
 
 // router: probs = softmax(logits) over E experts (fp32); each token picks its top K experts
 // (ties broken by lower expert index), idx[n,K] in descending probability; gates[n,K] are the
-// picked probabilities, renormalised to sum 1 when renorm.                      logits, probs [n, E]
+// picked probabilities, renormalised to sum 1 when renorm.                      logits, probs [n,
+// E]
 void router_forward(float* probs, int32_t* idx, float* gates, const float* logits, int n, int E,
                     int K, bool renorm);
 // dlogits += d/dlogits of (gates through dgates[n,K]) + (probs through dprobs[n,E], may be null)
