@@ -67,6 +67,7 @@ struct Tuning {
   int window;               // messages in flight per direction
   bool streaming;           // non-temporal stores for final results
   double timeout_s;         // Work::wait watchdog, 0 = none
+  bool builtin_allgather;   // all_gather by MPI_Iallgatherv instead of the ring
 };
 
 const Tuning& tuning() {
@@ -78,6 +79,10 @@ const Tuning& tuning() {
     t.window = (int)env_number("ZT_COMM_WINDOW", 16, 1);
     t.streaming = env_number("ZT_COMM_STREAMING", 1, 0) != 0;
     t.timeout_s = env_number("ZT_COMM_TIMEOUT_S", 600, 0);
+    const char* ag = std::getenv("ZT_COMM_ALLGATHER");
+    std::string ag_s = ag ? ag : "ring";
+    if (ag_s != "ring" && ag_s != "mpi") fail("ZT_COMM_ALLGATHER='", ag_s, "' is not ring or mpi");
+    t.builtin_allgather = ag_s == "mpi";
     if (t.chunk_bytes > (1u << 30) || t.copy_chunk_bytes > (1u << 30))
       fail("ZT_COMM_CHUNK_KB / ZT_COMM_COPY_CHUNK_KB must be at most 1048576 (1 GiB)");
     return t;
@@ -403,7 +408,6 @@ class Schedule : public MpiOp {
   }
 
   void start(Engine& engine) override {
-    if (copy_bytes && copy_dst != copy_src) std::memmove(copy_dst, copy_src, copy_bytes);
     int reducing = 0;
     for (const Recv& r : recvs) reducing += r.local != nullptr;
     int slots = std::min(reducing, tuning().slots);
@@ -414,6 +418,9 @@ class Schedule : public MpiOp {
     slot_of_.assign(recvs.size(), nullptr);
     where_ = work->what();
     post();
+    // The local copy after the first messages are out: peers start pulling meanwhile. Nothing
+    // posted reads copy_dst or writes copy_src.
+    if (copy_bytes && copy_dst != copy_src) std::memmove(copy_dst, copy_src, copy_bytes);
     note_stall();
   }
 
@@ -529,6 +536,40 @@ class BarrierOp : public MpiOp {
 
  private:
   MPI_Comm comm_;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+};
+
+// The MPI library's own non-blocking all-gather (ZT_COMM_ALLGATHER=mpi), progressed by the thread.
+class BuiltinAllGatherOp : public MpiOp {
+ public:
+  BuiltinAllGatherOp(MPI_Comm comm, const void* send, void* recv, std::vector<int> counts,
+                     std::vector<int> displs, int me)
+      : comm_(comm),
+        send_(send),
+        recv_(recv),
+        counts_(std::move(counts)),
+        displs_(std::move(displs)),
+        me_(me) {}
+  void start(Engine&) override {
+    // MPI_IN_PLACE when the block is already in place, as the ring allows.
+    const void* src = send_ == static_cast<char*>(recv_) + displs_[me_] ? MPI_IN_PLACE : send_;
+    ZT_MPI(MPI_Iallgatherv(src, counts_[me_], MPI_BYTE, recv_, counts_.data(), displs_.data(),
+                           MPI_BYTE, comm_, &req_),
+           work->what());
+  }
+  bool advance(Engine&, bool& progressed) override {
+    int flag = 0;
+    ZT_MPI(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), work->what());
+    progressed |= flag != 0;
+    return flag != 0;
+  }
+
+ private:
+  MPI_Comm comm_;
+  const void* send_;
+  void* recv_;
+  std::vector<int> counts_, displs_;
+  int me_;
   MPI_Request req_ = MPI_REQUEST_NULL;
 };
 
@@ -681,7 +722,7 @@ class MpiCommunicator : public Communicator {
         [&](int, int b, size_t at) {
           return std::pair{out + (blocks.offset[b] + at) * es, false};
         },
-        nullptr, nullptr, false);
+        nullptr, nullptr, tuning().streaming);
     // The all-gather moves the reduced blocks in the reduce-scatter's chunks: its first sends
     // wait for the matching receive of the last reduce-scatter step.
     size_t chunk = std::max<size_t>(1, tuning().chunk_bytes / es);
@@ -720,6 +761,19 @@ class MpiCommunicator : public Communicator {
     int r = rank();
     size_t es = dtype_size(dt);
     Blocks blocks(counts);
+    if (tuning().builtin_allgather && (sum_counts(counts) * es) < (1ull << 31)) {
+      std::vector<int> c(size()), d(size());
+      for (int i = 0; i < size(); ++i)
+        c[i] = (int)(blocks.count[i] * es), d[i] = (int)(blocks.offset[i] * es);
+      auto op = std::make_unique<BuiltinAllGatherOp>(coll_, send, recv, c, d, r);
+      op->work =
+          std::make_shared<MpiWork>(describe("all_gather", sum_counts(counts), dt), peers_ring());
+      count_bytes(CommKind::allgather,
+                  (int64_t)((sum_counts(counts) - blocks.count[(r + 1) % size()]) * es));
+      Work w = make_work(op->work);
+      engine_.submit(std::move(op));
+      return w;
+    }
     auto sched =
         make_schedule<Schedule>("all_gather", sum_counts(counts), dt, ReduceOp::sum, peers_ring());
     char* out = static_cast<char*>(recv);
