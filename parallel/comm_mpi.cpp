@@ -629,12 +629,13 @@ void build_ring_reduce(Schedule& sched, int r, int n, const char* send, const Bl
 }
 
 // Ring all-gather into `out` (blocks at their offsets). Block r must already be in out, or be
-// sent from `own` (own != nullptr) at step 0. Sends of step 0 wait for receive `own_ready + c`
-// when own_ready >= 0 (all-reduce: the last reduce-scatter step); receives wait for the first
+// sent from `own` (own != nullptr) at step 0. When own_ready >= 0 (all-reduce: the receives of the
+// last reduce-scatter step, in chunks of `ready_chunk` elements), a step-0 send waits for the last
+// of those receives it covers; receives wait for the first
 // `after_sends` sends (all-reduce: every reduce-scatter send, whose partials live in out).
 void build_ring_gather(Schedule& sched, int r, int n, const char* own, char* out,
                        const Blocks& blocks, size_t es, size_t chunk, int own_ready,
-                       int after_sends) {
+                       size_t ready_chunk, int after_sends) {
   int left = mod(r - 1, n), right = mod(r + 1, n);
   int prev_first_recv = -1;
   for (int s = 0; s + 1 < n; ++s) {
@@ -645,7 +646,10 @@ void build_ring_gather(Schedule& sched, int r, int n, const char* own, char* out
       Schedule::Send m{right, out + (blocks.offset[sb] + c * chunk) * es, (int)(len * es), -1};
       if (s == 0) {
         if (own) m.ptr = own + c * chunk * es;
-        if (own_ready >= 0) m.after_recv = own_ready + (int)c;
+        if (own_ready >= 0) {
+          size_t end = std::min((c + 1) * chunk, blocks.count[sb]);  // elements this send covers
+          m.after_recv = own_ready + (int)(chunks_of(end, ready_chunk) - 1);
+        }
       } else {
         m.after_recv = prev_first_recv + (int)c;
       }
@@ -723,11 +727,13 @@ class MpiCommunicator : public Communicator {
           return std::pair{out + (blocks.offset[b] + at) * es, false};
         },
         nullptr, nullptr, tuning().streaming);
-    // The all-gather moves the reduced blocks in the reduce-scatter's chunks: its first sends
-    // wait for the matching receive of the last reduce-scatter step.
+    // The all-gather's first sends wait for the receives of the last reduce-scatter step that
+    // produce their part of block r; it moves whole multiples of the reduce chunk.
     size_t chunk = std::max<size_t>(1, tuning().chunk_bytes / es);
+    size_t gather_chunk =
+        chunk * std::max<size_t>(1, tuning().copy_chunk_bytes / tuning().chunk_bytes);
     int last_step_recv = (int)(sched->recvs.size() - chunks_of(blocks.count[r], chunk));
-    build_ring_gather(*sched, r, n, nullptr, out, blocks, es, chunk, last_step_recv,
+    build_ring_gather(*sched, r, n, nullptr, out, blocks, es, gather_chunk, last_step_recv, chunk,
                       (int)sched->sends.size());
     return submit(std::move(sched), CommKind::allreduce);
   }
@@ -782,7 +788,7 @@ class MpiCommunicator : public Communicator {
     sched->copy_bytes = blocks.count[r] * es;
     size_t chunk = std::max<size_t>(1, tuning().copy_chunk_bytes / es);
     build_ring_gather(*sched, r, size(), static_cast<const char*>(send), out, blocks, es, chunk, -1,
-                      0);
+                      1, 0);
     return submit(std::move(sched), CommKind::allgather);
   }
 
