@@ -114,36 +114,55 @@ struct Case {
   DType dt;
   int n, rank;
   HostBuffer send, recv;
-  Case(const std::string& o, size_t c, DType d, int n_, int r, bool huge)
+  // Where the communicator reads and writes: the host buffers, or copies on the GPU (--device
+  // cuda).
+  DeviceKind device;
+  void* dsend;
+  void* drecv;
+  Case(const std::string& o, size_t c, DType d, int n_, int r, bool huge, DeviceKind dev)
       : op(o),
         count(c),
         dt(d),
         n(n_),
         rank(r),
         send(c * dtype_size(d), huge),
-        recv(c * dtype_size(d), huge) {
+        recv(c * dtype_size(d), huge),
+        device(dev) {
     size_t block = count / n;
     if (op == "all_gather")
       fill(send.p, block, dt, rank);
     else
       fill(send.p, count, dt, rank);
+    dsend = send.p, drecv = recv.p;
+    if (device == DeviceKind::cuda) {
+      dsend = device_alloc(device, send.bytes, MemCategory::buffers);
+      drecv = device_alloc(device, recv.bytes, MemCategory::buffers);
+      device_copy(dsend, device, send.p, DeviceKind::cpu, send.bytes);
+    }
   }
+  ~Case() {
+    if (device == DeviceKind::cuda) device_free(device, dsend), device_free(device, drecv);
+  }
+  Case(const Case&) = delete;
+  Case& operator=(const Case&) = delete;
+
   // The output before a call: zeros, except the root's broadcast buffer, which holds the data.
   void reset_output() {
     if (op == "broadcast" && rank == 0)
       std::memcpy(recv.p, send.p, count * dtype_size(dt));
     else
       std::memset(recv.p, 0, recv.bytes);
+    if (device == DeviceKind::cuda) device_copy(drecv, device, recv.p, DeviceKind::cpu, recv.bytes);
   }
 
   Work run_zerotrain(Communicator& c) {
     size_t block = count / n;
     std::vector<size_t> counts(n, block);
-    if (op == "all_reduce") return c.all_reduce(send.p, recv.p, count, dt, ReduceOp::sum);
-    if (op == "reduce_scatter") return c.reduce_scatter(send.p, recv.p, count, dt, ReduceOp::sum);
-    if (op == "all_gather") return c.all_gather(send.p, recv.p, count, dt);
-    if (op == "all_to_all") return c.all_to_all(send.p, counts, recv.p, counts, dt);
-    return c.broadcast(recv.p, count, dt, 0);
+    if (op == "all_reduce") return c.all_reduce(dsend, drecv, count, dt, ReduceOp::sum);
+    if (op == "reduce_scatter") return c.reduce_scatter(dsend, drecv, count, dt, ReduceOp::sum);
+    if (op == "all_gather") return c.all_gather(dsend, drecv, count, dt);
+    if (op == "all_to_all") return c.all_to_all(dsend, counts, drecv, counts, dt);
+    return c.broadcast(drecv, count, dt, 0);
   }
 
   bool mpi_supports() const {
@@ -162,7 +181,8 @@ struct Case {
   }
 
   // Compares a sample of the output with the known result.
-  void check(const char* impl) const {
+  void check(const char* impl) {
+    if (device == DeviceKind::cuda) device_copy(recv.p, DeviceKind::cpu, drecv, device, recv.bytes);
     size_t block = count / n;
     size_t out_count = op == "reduce_scatter" ? block : count;
     for (size_t i = 0; i < out_count; i += 4099) {
@@ -199,13 +219,17 @@ int bench_comm_impl(int argc, char** argv) {
       "comma list: zerotrain, mpi (the MPI library's own collective)")(
       "repeat", po::value<int>()->default_value(5), "timed runs per case; the fastest counts")(
       "hugepages", po::value<std::string>()->default_value("on"),
-      "on: buffers on 2 MiB transparent huge pages (madvise); off: 4 KiB pages");
+      "on: buffers on 2 MiB transparent huge pages (madvise); off: 4 KiB pages")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu (zerotrain's MPI backend) | cuda (NCCL on GPU buffers, impl \"nccl\"; CUDA builds)");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: [mpirun -np N] zerotrain bench comm [flags]", opts, vm))
     return 0;
   require_min(vm, "repeat", 1);
   require_choice(vm, "dtype", {"fp32", "bf16", "fp16"});
   require_choice(vm, "hugepages", {"on", "off"});
+  require_choice(vm, "device", {"cpu", "cuda"});
+  DeviceKind device = device_from_name(vm["device"].as<std::string>());
   std::vector<size_t> sizes;
   for (const std::string& s : split_list(vm["sizes"].as<std::string>()))
     sizes.push_back(parse_bytes(s));
@@ -224,10 +248,18 @@ int bench_comm_impl(int argc, char** argv) {
   bool huge = vm["hugepages"].as<std::string>() == "on";
   int repeat = vm["repeat"].as<int>();
 
-  ProcessContext ctx;
+  ProcessContext ctx(device);
   bool mpi = ctx.mpi();
   std::unique_ptr<Communicator> world = make_world_communicator();
   int n = world->size(), rank = world->rank();
+  // GPU: NCCL over the world's ranks, ordered on `compute`; the host waits for the stream.
+  Stream compute;
+  std::unique_ptr<Communicator> nccl;
+  if (device == DeviceKind::cuda) {
+    compute = create_stream(device);
+    nccl = make_nccl_communicator(*world, &compute);
+    impls = {"nccl"};
+  }
   size_t es = dtype_size(dt);
 
   for (const std::string& op : ops) {
@@ -236,15 +268,19 @@ int bench_comm_impl(int argc, char** argv) {
       count -= count % n;
       if (count == 0)
         fail("--sizes: ", bytes, " bytes is less than one ", dtype_name(dt), " element per rank");
-      Case c(op, count, dt, n, rank, huge);
+      Case c(op, count, dt, n, rank, huge, device);
       for (const std::string& impl : impls) {
         bool zt = impl == "zerotrain";
-        if (!zt && (!mpi || !c.mpi_supports())) continue;
+        if (impl == "mpi" && (!mpi || !c.mpi_supports())) continue;
         auto call = [&] {
-          if (zt)
+          if (impl == "nccl") {
+            c.run_zerotrain(*nccl).wait();
+            stream_sync(compute);
+          } else if (zt) {
             c.run_zerotrain(*world).wait();
-          else
+          } else {
             c.run_mpi();
+          }
         };
         c.reset_output();
         world_barrier(mpi);
