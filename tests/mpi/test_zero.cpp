@@ -218,6 +218,39 @@ TEST(ZeroAccounting, ModelStateBytesBf16) {
   }
 }
 
+// Bytes each rank sends per step (its communication counters) against the ZeRO paper's volumes
+// times the ring factor (n-1)/n: 2Ψ for stages 0-2 (all-reduce, or reduce-scatter + all-gather),
+// 3Ψ for stage 3 (gather forward, gather backward, reduce-scatter), 4 bytes per element; within
+// 5%. (Stage 3 sends a little less: the embedding and final norm stay gathered from forward
+// into backward.)
+TEST(ZeroAccounting, BytesPerStep) {
+  Communicator& dp = world();
+  const double n = dp.size();
+  if (n == 1) GTEST_SKIP() << "one rank sends nothing";
+  ModelConfig cfg = zero_config();
+  const double P = (double)cfg.num_params();
+  for (int st = 0; st <= 3; ++st) {
+    Transformer model(cfg, 2);
+    ZeroOptions zo;
+    zo.stage = st;
+    ZeroEngine engine(model, dp, zo);
+    const int B = 2, T = cfg.seq_len;
+    std::vector<int32_t> tok((size_t)B * (T + 1));
+    for (int b = 0; b < B; ++b) sample(dp.rank() * B + b, T, cfg.vocab, &tok[b * (T + 1)]);
+    CommStats before = comm_stats();
+    engine.begin_step(1);
+    engine.forward(tok.data(), B, T);
+    engine.backward(1.0f / (float)n);
+    engine.finish_step(1e-3, 1.0, AdamWConfig{}, 1);
+    CommStats d = comm_stats() - before;
+    const double sent =
+        (double)(d.bytes[(int)CommKind::allgather] + d.bytes[(int)CommKind::reduce_scatter] +
+                 d.bytes[(int)CommKind::allreduce]);  // + the 1-float norm
+    const double theory = (st < 3 ? 2 : 3) * P * 4 * (n - 1) / n;
+    EXPECT_NEAR(sent, theory, 0.05 * theory) << "stage " << st;
+  }
+}
+
 // Model-state bytes per rank (fp32): params + grads + optim against the fp32 form of the ZeRO
 // formula (Ψ parameters, N ranks; padding to a multiple of N per chunk is counted):
 // stage 0 16Ψ; 1: 4Ψ + 4Ψ + 4Ψ/N (reduced shard) + 8Ψ/N; 2: 4Ψ + 12Ψ/N; 3: 16Ψ/N.
