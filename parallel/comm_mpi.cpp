@@ -23,7 +23,9 @@
 // operation is its sequence number, so outstanding operations never mix), one for send/recv (the
 // caller's tags), and one on which the calling thread runs MPI_Comm_split.
 #include <mpi.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -268,6 +270,12 @@ class Engine {
   }
 
   void run() {
+    // Signals meant for the program (SIGTERM / SIGUSR1 checkpoint-and-exit, Ctrl-C) go to the
+    // caller's threads, never to this one.
+    sigset_t block;
+    sigemptyset(&block);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM}) sigaddset(&block, sig);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
     auto last_progress = Clock::now();
     int nap_us = 0;
     for (;;) {

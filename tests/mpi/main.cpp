@@ -48,14 +48,17 @@ int run_scenario(const std::string& name) {
   ProcessContext ctx;
   std::unique_ptr<Communicator> world = make_world_communicator();
   int rank = world->rank();
-  std::vector<float> a(1 << 20, 1.0f), b(a.size());
+  std::vector<float> a(1 << 22, 1.0f), b(a.size());
   world->all_reduce(a.data(), b.data(), a.size(), DType::fp32, ReduceOp::sum).wait();  // all up
+  // Every rank starts an all-reduce (16 MB); rank 1 fails while it is in flight.
+  Work w = world->all_reduce(a.data(), b.data(), a.size(), DType::fp32, ReduceOp::sum);
   if (rank == 1) {
-    if (name == "error") fail("injected error on rank 1 before its all_reduce");
+    if (name == "error") fail("injected error on rank 1 in the middle of an all_reduce");
     if (name == "kill") raise(SIGKILL);
-    if (name == "hang") std::this_thread::sleep_for(std::chrono::seconds(120));
     if (name == "abort") abort_job("injected fatal error on rank 1", 3);
   }
+  w.wait();
+  if (rank == 1 && name == "hang") std::this_thread::sleep_for(std::chrono::seconds(120));
   for (int i = 0; i < 3; ++i)
     world->all_reduce(a.data(), b.data(), a.size(), DType::fp32, ReduceOp::sum).wait();
   std::printf("rank %d: scenario '%s' finished its collectives (it should not)\n", rank,
