@@ -18,6 +18,7 @@
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
+#include "runtime/signals.h"
 #include "runtime/trace.h"
 
 namespace zt {
@@ -167,7 +168,8 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (world->size() > 1) world->barrier().wait();  // nobody runs ahead of a failed write
   };
 
-  Progress progress(o.steps);
+  install_stop_handlers();
+  Progress progress(o.steps, ctx.info().launcher == "none");
   std::vector<int32_t> batch((size_t)B * (T + 1));
   double last_val = NAN;
   for (int64_t step = state.step; step < o.steps; ++step) {
@@ -193,9 +195,12 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
       }
       ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
     }
-    std::vector<float> sums =
-        reduce_values(dp, {(float)ce, (float)aux, (float)dropped}, ReduceOp::sum);
-    const double n_micro = (double)o.grad_accum * ndp;
+    // Losses of the global batch, and whether any rank was asked to stop (SIGTERM / SIGUSR1).
+    // Over the world: every rank must see the stop; world = dp until tp and pp exist.
+    std::vector<float> sums = reduce_values(
+        *world, {(float)ce, (float)aux, (float)dropped, stop_requested() ? 1.0f : 0.0f},
+        ReduceOp::sum);
+    const double n_micro = (double)o.grad_accum * ctx.world();
     ce = sums[0] / n_micro, aux = sums[1] / n_micro;
     if (!std::isfinite(ce)) fail("loss became ", ce, " at step ", step + 1, " (try a lower --lr)");
     const double lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
@@ -244,8 +249,20 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
         progress.update(state.step, line);
       }
     }
-    if (!o.ckpt_dir.empty() && ((o.ckpt_every > 0 && state.step % o.ckpt_every == 0) || last))
+    const bool preempted = sums[3] > 0 && !last;
+    if (!o.ckpt_dir.empty() &&
+        ((o.ckpt_every > 0 && state.step % o.ckpt_every == 0) || last || preempted))
       checkpoint();
+    if (preempted) {
+      if (rank0) {
+        progress.finish();
+        std::printf("zerotrain train: stop requested by a signal: %s after step %lld, exiting\n",
+                    o.ckpt_dir.empty() ? "no --ckpt-dir, nothing saved" : "checkpoint written",
+                    (long long)state.step);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
   }
   if (!o.trace.empty()) {
     std::vector<std::string> events = gather_strings(*world, Tracer::get().events_json());

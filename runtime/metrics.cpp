@@ -26,7 +26,7 @@ void MetricsWriter::write(const nlohmann::json& j) {
     fail("cannot write to --metrics file '", path_, "'");
 }
 
-Progress::Progress(int64_t total) : total_(total), tty_(isatty(STDOUT_FILENO)) {}
+Progress::Progress(int64_t total, bool bar) : total_(total), tty_(bar && isatty(STDOUT_FILENO)) {}
 
 void Progress::update(int64_t step, const std::string& figures) {
   if (!tty_) {

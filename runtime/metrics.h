@@ -23,10 +23,11 @@ class MetricsWriter {
 };
 
 // "step 120/300 [=====>    ] loss 2.913 lr 2.1e-03 1.2k tok/s ..." on one line: redrawn with \r
-// when stdout is a terminal, printed as plain lines otherwise.
+// when stdout is a terminal and `bar` allows it, printed as plain lines otherwise. (Under mpirun a
+// rank's stdout is a pseudo-terminal that ends up in logs: the trainer passes bar = false there.)
 class Progress {
  public:
-  explicit Progress(int64_t total);
+  explicit Progress(int64_t total, bool bar = true);
   void update(int64_t step, const std::string& figures);
   void finish();
 

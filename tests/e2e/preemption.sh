@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Preemption as Slurm does it: SIGTERM to one rank of a 2-rank run. Every rank finishes the step,
+# a checkpoint is written, all exit 0; resuming continues exactly (the same losses as a run that
+# was never stopped).
+source "$(dirname "$0")/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+prepare_zh
+A=(--data "$WORK/data" $TINY --micro-batch 4 --steps 1500 --log-every 1 --seed 9 --zero-stage 3
+   --eval-tokens 1024)
+mpirun -np 2 "$ZT" train "${A[@]}" --ckpt-dir "$WORK/ckpt" --metrics "$WORK/pre.jsonl" \
+  >"$WORK/pre.log" 2>&1 &
+job=$!
+for _ in $(seq 600); do  # wait until 20 steps are logged (at most 60 s)
+  [[ -f $WORK/pre.jsonl && $(wc -l <"$WORK/pre.jsonl") -ge 20 ]] && break
+  sleep 0.1
+done
+rank=$(pgrep -x zerotrain | tail -n 1)
+[[ -n $rank ]] || fail "no rank to signal"
+kill -TERM "$rank"
+rc=0; wait "$job" || rc=$?
+[[ $rc -eq 0 ]] || fail "preempted job exited $rc: $(tail -n 3 "$WORK/pre.log")"
+grep -q "stop requested by a signal: checkpoint written" "$WORK/pre.log" || fail "no stop message"
+stopped=$(python3 -c "import json; print([json.loads(l) for l in open('$WORK/pre.jsonl')][-1]['step'])")
+[[ $stopped -lt 1500 && -f $WORK/ckpt/$(cat "$WORK/ckpt/latest")/COMPLETE ]] ||
+  fail "no checkpoint of the stopped run (stopped at $stopped)"
+
+mpirun -np 2 "$ZT" train "${A[@]}" --ckpt-dir "$WORK/ckpt" --metrics "$WORK/resumed.jsonl" \
+  >"$WORK/resumed.log" 2>&1 || fail "resume failed: $(tail -n 3 "$WORK/resumed.log")"
+mpirun -np 2 "$ZT" train "${A[@]}" --metrics "$WORK/ref.jsonl" >/dev/null 2>&1 || fail "reference run failed"
+python3 - "$WORK/ref.jsonl" "$WORK/resumed.jsonl" "$stopped" <<'PY' || fail "resumed losses differ"
+import json, sys
+load = lambda p: {o['step']: o['loss'] for o in map(json.loads, open(p)) if 'loss' in o}
+ref, res, k = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+assert sorted(res) == list(range(k + 1, 1501)), (min(res), max(res), k)
+worst = max(abs(ref[s] - res[s]) / ref[s] for s in res)
+print(f'stopped by SIGTERM after step {k}; resumed steps {k + 1}-1500 differ by at most {worst:.1e}')
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
+echo "preemption: passed"
