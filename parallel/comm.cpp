@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <exception>
 
 #include "parallel/comm_internal.h"
 #include "runtime/error.h"
@@ -62,6 +63,16 @@ std::vector<size_t> shard_counts(size_t count, int parts) {
 // -------------------------------------------------------------------------------------------
 Work::Work(std::shared_ptr<WorkImpl> impl, std::shared_ptr<CommCounters> counters)
     : impl_(std::move(impl)), counters_(std::move(counters)) {}
+
+Work::~Work() {
+  if (!impl_ || std::uncaught_exceptions() == 0) return;
+  bool done = true;
+  try {
+    done = impl_->test();
+  } catch (...) {  // failed counts as done
+  }
+  if (!done) impl_->abandon();
+}
 
 double Work::wait() {
   if (!impl_) return 0;

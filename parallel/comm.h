@@ -62,12 +62,21 @@ struct WorkImpl {
   virtual ~WorkImpl() = default;
   virtual void wait() = 0;  // returns when done; throws zt::Error if the operation failed
   virtual bool test() = 0;  // done? (throws like wait when it failed)
+  // An exception is unwinding past the operation while it is in flight: its buffers are about to
+  // be freed. The MPI backend stops its thread (this rank's communication is over; later calls
+  // fail with an error) so nothing touches them.
+  virtual void abandon() {}
 };
 
 class Work {
  public:
   Work() = default;  // an empty handle: already complete
   Work(std::shared_ptr<WorkImpl> impl, std::shared_ptr<CommCounters> counters);
+  Work(const Work&) = default;
+  Work(Work&&) = default;
+  Work& operator=(const Work&) = default;
+  Work& operator=(Work&&) = default;
+  ~Work();  // while an exception unwinds: abandon() the operation if it is still in flight
   // Blocks until the operation is complete (a condition variable, never a spin) and returns the
   // milliseconds it waited, which are also added to the exposed time. The MPI backend aborts the
   // job when one wait exceeds ZT_COMM_TIMEOUT_S seconds (default 600; 0 = wait forever).

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -154,6 +155,7 @@ class MpiWork : public WorkImpl {
   }
   const std::string& what() const { return what_; }
   const std::shared_ptr<Stall>& stall() const { return stall_; }
+  void abandon() override;
 
  private:
   std::mutex mu_;
@@ -167,6 +169,7 @@ class MpiWork : public WorkImpl {
 // ---- operations
 // -------------------------------------------------------------------------------------
 class Engine;
+void stop_engine();
 
 struct MpiOp {
   std::shared_ptr<MpiWork> work;
@@ -218,7 +221,7 @@ class Engine {
   static Engine& get() {
     static Engine* engine = [] {
       auto* e = new Engine();  // lives until the process context shuts down
-      at_process_shutdown([e](bool normal) { e->stop(normal); });
+      at_process_shutdown([e](bool) { e->stop(); });
       return e;
     }();
     return *engine;
@@ -236,10 +239,9 @@ class Engine {
 
   BufferPool& pool() { return pool_; }
 
- private:
-  Engine() : thread_([this] { run(); }) {}
-
-  void stop(bool normal) {
+  // Ends the thread after its current step (it checks between steps, even in the middle of an
+  // operation); whatever is in flight fails. Idempotent; not from the thread itself.
+  void stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopped_) return;
@@ -247,9 +249,12 @@ class Engine {
       stop_.store(true);
     }
     cv_.notify_all();
-    (void)normal;  // the thread checks stop_ every round, even in the middle of an operation
     if (thread_.joinable()) thread_.join();
   }
+
+ private:
+  Engine() : thread_([this] { run(); }) {}
+
 
   void take_new() {
     std::deque<std::unique_ptr<MpiOp>> fresh;
@@ -345,6 +350,9 @@ class Engine {
   BufferPool pool_;                           // touched by the thread only
   std::thread thread_;
 };
+
+void stop_engine() { Engine::get().stop(); }
+void MpiWork::abandon() { stop_engine(); }
 
 // In-flight requests of one direction, completed in any order.
 struct Pending {
@@ -714,6 +722,8 @@ class MpiCommunicator : public Communicator {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
+    // Unwound by an exception, operations may still be running on these communicators.
+    if (std::uncaught_exceptions() > 0) stop_engine();
     MPI_Comm_free(&coll_);
     MPI_Comm_free(&p2p_);
     MPI_Comm_free(&admin_);
