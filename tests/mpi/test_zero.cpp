@@ -193,31 +193,6 @@ TEST(ZeroMixedPrecision, Fp16OverflowSkipsTheStepAndLowersTheScale) {
   }
 }
 
-// Model-state bytes per rank, bf16 (the ZeRO paper's setting): 16Ψ; 4Ψ + 12Ψ/N; 2Ψ + 14Ψ/N;
-// 16Ψ/N; plus the reduced gradient shard stages 1-3 keep (stage 1: 16-bit, 2Ψ/N; stages 2-3:
-// fp32, 4Ψ/N instead of the paper's 2Ψ/N), plus padding.
-TEST(ZeroAccounting, ModelStateBytesBf16) {
-  Communicator& dp = world();
-  const double N = dp.size();
-  ModelConfig cfg = zero_config();
-  for (int st = 0; st <= 3; ++st) {
-    MemStats before = mem_stats();
-    Transformer model(cfg, 1);
-    ZeroOptions zo;
-    zo.stage = st, zo.precision = DType::bf16;
-    ZeroEngine engine(model, dp, zo);
-    const double P = (double)cfg.num_params();
-    MemStats s = mem_stats();
-    auto used = [&](MemCategory c) { return (double)(s.current[(int)c] - before.current[(int)c]); };
-    const double got =
-        used(MemCategory::params) + used(MemCategory::grads) + used(MemCategory::optim);
-    const double theory[4] = {16 * P, 4 * P + 14 * P / N, 2 * P + 16 * P / N, 18 * P / N};
-    const double pad = 16.0 * N * model.table.num_units();
-    EXPECT_GE(got, theory[st]) << "stage " << st;
-    EXPECT_LE(got, theory[st] + pad) << "stage " << st;
-  }
-}
-
 // Bytes each rank sends per step (its communication counters) against the ZeRO paper's volumes
 // times the ring factor (n-1)/n: 2Ψ for stages 0-2 (all-reduce, or reduce-scatter + all-gather),
 // 3Ψ for stage 3 (gather forward, gather backward, reduce-scatter), 4 bytes per element; within
@@ -251,33 +226,40 @@ TEST(ZeroAccounting, BytesPerStep) {
   }
 }
 
-// Model-state bytes per rank (fp32): params + grads + optim against the fp32 form of the ZeRO
-// formula (Ψ parameters, N ranks; padding to a multiple of N per chunk is counted):
-// stage 0 16Ψ; 1: 4Ψ + 4Ψ + 4Ψ/N (reduced shard) + 8Ψ/N; 2: 4Ψ + 12Ψ/N; 3: 16Ψ/N.
-TEST(ZeroAccounting, ModelStateBytes) {
+// Model-state bytes per rank (params + grads + optim, from the allocator's counters) for stages
+// 0-3 against theory[stage] bytes, plus at most N - 1 padding elements per unit and buffer.
+void check_model_state_bytes(DType precision, const double (&theory_per_param)[4][2]) {
   Communicator& dp = world();
   const double N = dp.size();
   ModelConfig cfg = zero_config();
+  const double P = (double)cfg.num_params();
   for (int st = 0; st <= 3; ++st) {
     MemStats before = mem_stats();
-    {
-      Transformer model(cfg, 1);
-      ZeroOptions zo;
-      zo.stage = st;
-      ZeroEngine engine(model, dp, zo);
-      const double P = (double)cfg.num_params();
-      MemStats s = mem_stats();
-      auto used = [&](MemCategory c) {
-        return (double)(s.current[(int)c] - before.current[(int)c]);
-      };
-      const double got =
-          used(MemCategory::params) + used(MemCategory::grads) + used(MemCategory::optim);
-      const double theory[4] = {16 * P, 8 * P + 12 * P / N, 4 * P + 12 * P / N, 16 * P / N};
-      const double pad = 16.0 * N * model.table.num_units();  // at most N-1 elements per unit
-      EXPECT_GE(got, theory[st]) << "stage " << st;
-      EXPECT_LE(got, theory[st] + pad) << "stage " << st;
-    }
+    Transformer model(cfg, 1);
+    ZeroOptions zo;
+    zo.stage = st, zo.precision = precision;
+    ZeroEngine engine(model, dp, zo);
+    MemStats s = mem_stats();
+    auto used = [&](MemCategory c) { return (double)(s.current[(int)c] - before.current[(int)c]); };
+    const double got =
+        used(MemCategory::params) + used(MemCategory::grads) + used(MemCategory::optim);
+    const double theory = theory_per_param[st][0] * P + theory_per_param[st][1] * P / N;
+    const double pad = 16.0 * N * model.table.num_units();
+    EXPECT_GE(got, theory) << dtype_name(precision) << " stage " << st;
+    EXPECT_LE(got, theory + pad) << dtype_name(precision) << " stage " << st;
   }
+}
+
+// bf16 (the ZeRO paper's setting): 16Ψ; 4Ψ + 12Ψ/N; 2Ψ + 14Ψ/N; 16Ψ/N; plus the reduced
+// gradient shard stages 1-3 keep (stage 1: 16-bit, 2Ψ/N; stages 2-3: fp32, 4Ψ/N instead of the
+// paper's 2Ψ/N). Each row: {bytes per Ψ, bytes per Ψ/N}.
+TEST(ZeroAccounting, ModelStateBytesBf16) {
+  check_model_state_bytes(DType::bf16, {{16, 0}, {4, 14}, {2, 16}, {0, 18}});
+}
+
+// fp32: 16Ψ; 4Ψ + 4Ψ + 4Ψ/N (reduced shard) + 8Ψ/N; 4Ψ + 12Ψ/N; 16Ψ/N.
+TEST(ZeroAccounting, ModelStateBytesFp32) {
+  check_model_state_bytes(DType::fp32, {{16, 0}, {8, 12}, {4, 12}, {0, 16}});
 }
 
 }  // namespace
