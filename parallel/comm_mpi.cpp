@@ -255,7 +255,6 @@ class Engine {
  private:
   Engine() : thread_([this] { run(); }) {}
 
-
   void take_new() {
     std::deque<std::unique_ptr<MpiOp>> fresh;
     {
