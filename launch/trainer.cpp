@@ -161,13 +161,28 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     engine.release_gathered();
     return r.ce;
   };
-  auto checkpoint = [&]() {
+  auto checkpoint = [&]() {  // every rank writes its piece in parallel; rank 0 seals it
     UnitVectors p, m, v;
     engine.gather_full_state(p, &m, &v);
-    if (rank0) save_checkpoint(o.ckpt_dir, mc, model.table, p, m, v, state, layout, o.keep_last);
-    if (world->size() > 1) world->barrier().wait();  // nobody runs ahead of a failed write
+    if (rank0) prepare_checkpoint_dir(o.ckpt_dir, state.step);
+    world->barrier().wait();
+    RankFile mine = write_rank_file(checkpoint_tmp_dir(o.ckpt_dir, state.step), ctx.rank(),
+                                    ctx.world(), model.table, p, m, v, state.step);
+    std::vector<std::string> sums =
+        gather_strings(*world, std::to_string(mine.bytes) + " " + std::to_string(mine.checksum));
+    if (rank0) {
+      std::vector<RankFile> files;
+      for (int r = 0; r < ctx.world(); ++r) {
+        char name[32];
+        std::snprintf(name, sizeof name, "rank_%05d.h5", r);
+        RankFile f{name, 0, 0};
+        std::sscanf(sums[r].c_str(), "%lu %lu", &f.bytes, &f.checksum);
+        files.push_back(f);
+      }
+      finish_checkpoint(o.ckpt_dir, files, mc, model.table, state, layout, o.keep_last);
+    }
+    world->barrier().wait();  // nobody runs ahead of a failed write
   };
-
   install_stop_handlers();
   Progress progress(o.steps, ctx.info().launcher == "none");
   std::vector<int32_t> batch((size_t)B * (T + 1));

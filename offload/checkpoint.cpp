@@ -76,56 +76,75 @@ uint64_t file_checksum(const std::string& path) {
   return h;
 }
 
-std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
-                            const ParamTable& table, const UnitVectors& params,
-                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
-                            nlohmann::json layout, int keep_last) {
-  fs::path root(ckpt_dir);
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) fail("cannot create --ckpt-dir '", ckpt_dir, "': ", ec.message());
-  const std::string name = step_name(st.step);
-  fs::path final_dir = root / name;
-  fs::path tmp_dir = root / (name + ".tmp." + std::to_string(getpid()));
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
+std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step) {
+  return (fs::path(ckpt_dir) / (step_name(step) + ".tmp")).string();
+}
 
-  const std::string rank_file = "rank_00000.h5";
+void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step) {
+  std::error_code ec;
+  fs::create_directories(ckpt_dir, ec);
+  if (ec) fail("cannot create --ckpt-dir '", ckpt_dir, "': ", ec.message());
+  const fs::path tmp = checkpoint_tmp_dir(ckpt_dir, step);
+  fs::remove_all(tmp);  // the leftovers of an attempt that died
+  fs::create_directories(tmp, ec);
+  if (ec) fail("cannot create '", tmp.string(), "': ", ec.message());
+}
+
+RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
+                         const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
+                         int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "rank_%05d.h5", rank);
+  const fs::path path = fs::path(tmp_dir) / name;
   {
-    H5File f = H5File::create((tmp_dir / rank_file).string());
+    H5File f = H5File::create(path.string());
     for (const ParamSpec& p : table.params) {
-      const int64_t off = p.offset;
-      h5_write_f32(f, "params/" + p.name, params[p.unit].data() + off, p.shape);
-      h5_write_f32(f, "optim/exp_avg/" + p.name, m[p.unit].data() + off, p.shape);
-      h5_write_f32(f, "optim/exp_avg_sq/" + p.name, v[p.unit].data() + off, p.shape);
-      h5_write_attr_i64(f, "params/" + p.name, "logical_offset", 0);
+      // This rank's even piece of the flattened tensor (the first numel % world get one more).
+      const int64_t base = p.numel / world, extra = p.numel % world;
+      const int64_t n = base + (rank < extra ? 1 : 0);
+      const int64_t off = rank * base + std::min<int64_t>(rank, extra);
+      if (n == 0) continue;
+      const std::vector<int64_t> shape = n == p.numel ? p.shape : std::vector<int64_t>{n};
+      const int64_t at = p.offset + off;
+      for (auto [group, src] : {std::pair{"params/", &params}, std::pair{"optim/exp_avg/", &m},
+                                std::pair{"optim/exp_avg_sq/", &v}}) {
+        const std::string ds = group + p.name;
+        h5_write_f32(f, ds, (*src)[p.unit].data() + at, shape);
+        h5_write_attr_i64(f, ds, "logical_offset", off);
+      }
     }
-    h5_write_attr_i64(f, "/", "rank", 0);
-    h5_write_attr_i64(f, "/", "step", st.step);
+    h5_write_attr_i64(f, "/", "rank", rank);
+    h5_write_attr_i64(f, "/", "world", world);
+    h5_write_attr_i64(f, "/", "step", step);
     f.close();
   }
+  return {name, (uint64_t)fs::file_size(path), file_checksum(path.string())};
+}
+
+std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
+                              const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
+                              nlohmann::json layout, int keep_last) {
+  const fs::path root(ckpt_dir), tmp_dir = checkpoint_tmp_dir(ckpt_dir, st.step);
+  const std::string name = step_name(st.step);
+  const fs::path final_dir = root / name;
   nlohmann::json ptable = nlohmann::json::array();
   for (const ParamSpec& p : table.params)
-    ptable.push_back({{"name", p.name}, {"shape", p.shape}, {"partition", "replicated"}});
-  nlohmann::json manifest = {{"format", kFormat},
-                             {"version", kVersion},
-                             {"step", st.step},
-                             {"tokens", st.tokens},
-                             {"config", cfg},
-                             {"train", st.train},
-                             {"layout", layout},
-                             {"params", ptable},
-                             {"files",
-                              {{{"name", rank_file},
-                                {"bytes", fs::file_size(tmp_dir / rank_file)},
-                                {"fnv1a64", file_checksum((tmp_dir / rank_file).string())}}}}};
+    ptable.push_back({{"name", p.name},
+                      {"shape", p.shape},
+                      {"partition", "even split of the flattened tensor over the rank files"}});
+  nlohmann::json jfiles = nlohmann::json::array();
+  for (const RankFile& f : files)
+    jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"fnv1a64", f.checksum}});
+  nlohmann::json manifest = {{"format", kFormat},   {"version", kVersion}, {"step", st.step},
+                             {"tokens", st.tokens}, {"config", cfg},       {"train", st.train},
+                             {"layout", layout},    {"params", ptable},    {"files", jfiles}};
   write_file_atomic(tmp_dir / "manifest.json", manifest.dump(2) + "\n");
   write_file_atomic(tmp_dir / "COMPLETE", "complete\n");
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-run of the same step replaces it
   fs::rename(tmp_dir, final_dir);
   write_file_atomic(root / "latest", name + "\n");
 
-  if (keep_last > 0) {
+  if (keep_last > 0) {  // only now that a newer one is complete
     std::vector<fs::path> steps;
     for (const auto& e : fs::directory_iterator(root))
       if (is_complete_step_dir(e.path())) steps.push_back(e.path());
@@ -134,6 +153,16 @@ std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
       if (steps[i] != final_dir) fs::remove_all(steps[i]);
   }
   return final_dir.string();
+}
+
+std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
+                            const ParamTable& table, const UnitVectors& params,
+                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
+                            nlohmann::json layout, int keep_last) {
+  prepare_checkpoint_dir(ckpt_dir, st.step);
+  RankFile f =
+      write_rank_file(checkpoint_tmp_dir(ckpt_dir, st.step), 0, 1, table, params, m, v, st.step);
+  return finish_checkpoint(ckpt_dir, {f}, cfg, table, st, std::move(layout), keep_last);
 }
 
 nlohmann::json read_manifest(const std::string& step_dir) {
@@ -199,8 +228,6 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
   nlohmann::json man = read_manifest(step_dir);
   check_config_matches(man.at("config"), cfg, step_dir);
-  fs::path file = fs::path(step_dir) / man.at("files")[0].at("name").get<std::string>();
-  H5File f = H5File::open(file.string());
   auto size_all = [&](UnitVectors* u) {
     if (!u) return;
     u->resize(table.num_units());
@@ -209,18 +236,32 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
   size_all(&params);
   size_all(m);
   size_all(v);
-  for (const ParamSpec& p : table.params) {
-    auto read_into = [&](const std::string& ds, UnitVectors* dst) {
-      if (!dst) return;
-      if (h5_shape(f, ds) != p.shape)
-        fail("checkpoint file '", file.string(), "' dataset ", ds, " has the wrong shape");
-      std::vector<float> x = h5_read_f32(f, ds);
-      std::copy(x.begin(), x.end(), (*dst)[p.unit].begin() + p.offset);
-    };
-    read_into("params/" + p.name, &params);
-    read_into("optim/exp_avg/" + p.name, m);
-    read_into("optim/exp_avg_sq/" + p.name, v);
+  // Every rank file holds a piece of every tensor at its logical offset; together they cover it.
+  std::vector<int64_t> covered(table.params.size(), 0);
+  for (const auto& entry : man.at("files")) {
+    const fs::path file = fs::path(step_dir) / entry.at("name").get<std::string>();
+    H5File f = H5File::open(file.string());
+    for (size_t k = 0; k < table.params.size(); ++k) {
+      const ParamSpec& p = table.params[k];
+      if (!h5_exists(f, "params/" + p.name)) continue;
+      for (auto [group, dst] : {std::pair{"params/", &params}, std::pair{"optim/exp_avg/", m},
+                                std::pair{"optim/exp_avg_sq/", v}}) {
+        if (!dst) continue;
+        const std::string ds = group + p.name;
+        const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
+        std::vector<float> x = h5_read_f32(f, ds);
+        if (off < 0 || off + (int64_t)x.size() > p.numel)
+          fail("checkpoint file '", file.string(), "' dataset ", ds, " (", x.size(),
+               " elements at offset ", off, ") does not fit ", p.name, "'s ", p.numel);
+        std::copy(x.begin(), x.end(), (*dst)[p.unit].begin() + p.offset + off);
+        if (group == std::string("params/")) covered[k] += (int64_t)x.size();
+      }
+    }
   }
+  for (size_t k = 0; k < table.params.size(); ++k)
+    if (covered[k] != table.params[k].numel)
+      fail("checkpoint '", step_dir, "' holds ", covered[k], " of the ", table.params[k].numel,
+           " elements of ", table.params[k].name);
   if (st) {
     st->step = man.at("step");
     st->tokens = man.at("tokens");

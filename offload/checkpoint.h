@@ -4,13 +4,15 @@
 //   CKPT_DIR/step_00000100/
 //       manifest.json               config, layout, step, tokens, sampler state, parameter table,
 //                                   checksum of every shard file
-//       rank_00000.h5               /params/<name>, /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>
+//       rank_NNNNN.h5               one per rank: its piece of /params/<name>,
+//                                   /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>, each with the
+//                                   attribute logical_offset (flattened element offset)
 //       COMPLETE                    written last
 //
 // A step directory is assembled under a temporary name and renamed into place only when it is
-// complete, so a crash mid-write never leaves something that looks loadable. This version writes
-// and reads single-process (dp = 1) checkpoints; rank files already carry each tensor's logical
-// offset so sharded layouts fit the same scheme.
+// complete, so a crash mid-write never leaves something that looks loadable. The pieces are a
+// plain even split of each tensor, independent of the run's layout, so any layout (ranks, ZeRO
+// stage, precision) loads any checkpoint.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -31,8 +33,26 @@ struct TrainState {
 // moments. The ZeRO engine assembles it from the shards (ZeroEngine::gather_full_state).
 using UnitVectors = std::vector<std::vector<float>>;
 
-// Writes CKPT_DIR/step_XXXXXXXX and points `latest` at it. Returns the step directory's path.
-// Deletes older complete checkpoints beyond keep_last (> 0) once the new one is complete.
+// Writing a checkpoint from N ranks (each a full copy of the state, e.g. assembled by
+// ZeroEngine::gather_full_state):
+//   rank 0: prepare_checkpoint_dir;  everyone: barrier, write_rank_file (its even piece of every
+//   tensor, with the logical offset it covers);  gather the RankFile entries to rank 0;
+//   rank 0: finish_checkpoint (manifest with every file's size and checksum, COMPLETE, rename
+//   into place, `latest`, --keep-last);  everyone: barrier.
+struct RankFile {
+  std::string name;
+  uint64_t bytes = 0, checksum = 0;
+};
+std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step);
+void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
+RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
+                         const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
+                         int64_t step);
+std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
+                              const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
+                              nlohmann::json layout, int keep_last);
+
+// The same from one process: CKPT_DIR/step_XXXXXXXX with one rank file, `latest` pointing at it.
 std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
                             const ParamTable& table, const UnitVectors& params,
                             const UnitVectors& m, const UnitVectors& v, const TrainState& st,
