@@ -153,6 +153,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (rank0)
       std::printf("zerotrain train: resuming from %s (step %lld)\n", resume_from.c_str(),
                   (long long)state.step);
+    std::fflush(stdout);
   }
 
   auto run_eval = [&]() -> double {
