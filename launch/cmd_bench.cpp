@@ -18,6 +18,7 @@
 #include "launch/bench_adamw.h"
 #include "launch/bench_comm.h"
 #include "launch/bench_gemm.h"
+#include "launch/bench_io.h"
 #include "launch/command.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -137,6 +138,7 @@ const Bench kBenches[] = {
      bench_comm},
     {"adamw", "CPU AdamW kernel per impl: parameters/s and GB/s next to a same-run triad",
      bench_adamw},
+    {"io", "checkpoint write/read GB/s next to plain sequential write/read, same disk", bench_io},
 };
 
 std::string bench_names() {

@@ -1,10 +1,12 @@
 // checkpoint.cpp: save / verify / load of single-process checkpoints (SPEC section 5 layout).
 #include "offload/checkpoint.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -40,6 +42,12 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
+void fsync_file(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) fail("cannot sync '", p.string(), "' to disk");
+  ::close(fd);
+}
+
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) fail("cannot read '", p.string(), "'");
@@ -65,14 +73,28 @@ void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
 }  // namespace
 
 uint64_t file_checksum(const std::string& path) {
+  // Four independent FNV-1a-style lanes over 8-byte words (the tail zero-padded), folded at the
+  // end: the same detection of flipped or truncated bytes as byte-wise FNV-1a, at memory speed.
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) fail("cannot read '", path, "'");
-  uint64_t h = 1469598103934665603ull;
-  std::vector<unsigned char> buf(1 << 20);
+  constexpr uint64_t kPrime = 1099511628211ull;
+  uint64_t lane[4] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
+                      0x165667b19e3779f9ull};
+  std::vector<uint64_t> buf(1 << 17);  // 1 MiB
+  uint64_t total = 0;
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0)
-    for (size_t i = 0; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  while ((n = std::fread(buf.data(), 1, buf.size() * 8, f)) > 0) {
+    total += n;
+    size_t words = (n + 7) / 8;
+    if (n % 8) std::memset(reinterpret_cast<char*>(buf.data()) + n, 0, words * 8 - n);
+    size_t i = 0;
+    for (; i + 4 <= words; i += 4)
+      for (int k = 0; k < 4; ++k) lane[k] = (lane[k] ^ buf[i + k]) * kPrime;
+    for (; i < words; ++i) lane[i % 4] = (lane[i % 4] ^ buf[i]) * kPrime;
+  }
   std::fclose(f);
+  uint64_t h = total;
+  for (uint64_t l : lane) h = (h ^ l) * kPrime;
   return h;
 }
 
@@ -118,6 +140,7 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     h5_write_attr_i64(f, "/", "step", step);
     f.close();
   }
+  fsync_file(path);  // on disk before COMPLETE can name it
   return {name, (uint64_t)fs::file_size(path), file_checksum(path.string())};
 }
 
@@ -134,7 +157,7 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
                       {"partition", "even split of the flattened tensor over the rank files"}});
   nlohmann::json jfiles = nlohmann::json::array();
   for (const RankFile& f : files)
-    jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"fnv1a64", f.checksum}});
+    jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"hash64", f.checksum}});
   nlohmann::json manifest = {{"format", kFormat},   {"version", kVersion}, {"step", st.step},
                              {"tokens", st.tokens}, {"config", cfg},       {"train", st.train},
                              {"layout", layout},    {"params", ptable},    {"files", jfiles}};
@@ -183,7 +206,7 @@ nlohmann::json read_manifest(const std::string& step_dir) {
     if (fs::file_size(p) != f.at("bytes").get<uint64_t>())
       fail("checkpoint file '", p.string(), "' has ", fs::file_size(p), " bytes, manifest says ",
            f.at("bytes").get<uint64_t>(), " (truncated?)");
-    if (file_checksum(p.string()) != f.at("fnv1a64").get<uint64_t>())
+    if (file_checksum(p.string()) != f.at("hash64").get<uint64_t>())
       fail("checkpoint file '", p.string(), "' fails its checksum (damaged)");
   }
   return j;

@@ -78,6 +78,6 @@ ModelConfig checkpoint_model_config(const std::string& path);
 // Parameters only, for eval/generate: from a checkpoint (any form above) or an exported model.h5.
 void load_model_weights(const std::string& path, Transformer& model);
 
-uint64_t file_checksum(const std::string& path);  // FNV-1a 64 of the file's bytes
+uint64_t file_checksum(const std::string& path);  // 64-bit multi-lane FNV-1a of the file
 
 }  // namespace zt

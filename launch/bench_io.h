@@ -1,0 +1,10 @@
+// bench_io.h: `zerotrain bench io`, checkpoint write and read throughput next to a plain
+// sequential write and read of the same number of bytes on the same disk, in the same run.
+#pragma once
+
+namespace zt {
+
+// bench io [--dir DIR] [--params N] [--repeat R]
+int bench_io(int argc, char** argv);
+
+}  // namespace zt
