@@ -15,6 +15,7 @@
 #include "model/data/sampler.h"
 #include "model/data/token_file.h"
 #include "runtime/error.h"
+#include "test_util.h"
 
 namespace zt {
 
@@ -55,16 +56,7 @@ std::string token_file_bytes(int32_t magic, int32_t version, int32_t count,
   return s + body;
 }
 
-// The zt::Error message of f(), or "" if it did not throw one.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::string decode(const std::vector<uint16_t>& tokens) {
   return std::string(tokens.begin(), tokens.end());

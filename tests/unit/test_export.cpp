@@ -17,6 +17,7 @@
 #include "offload/export.h"
 #include "offload/hdf5.h"
 #include "runtime/error.h"
+#include "test_util.h"
 
 namespace zt {
 namespace {
@@ -77,15 +78,7 @@ struct ExportFixture : ::testing::Test {
   }
 };
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -8,6 +8,7 @@
 
 #include "offload/hdf5.h"
 #include "runtime/error.h"
+#include "test_util.h"
 
 namespace zt {
 
@@ -15,15 +16,7 @@ namespace {
 
 const std::string kReference = std::string(ZT_SHARED_DIR) + "/reference/tiny_moe.h5";
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
