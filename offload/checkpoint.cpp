@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "offload/hdf5.h"
 #include "runtime/error.h"
@@ -28,14 +29,15 @@ std::string step_name(int64_t step) {
 }
 
 // Writes `text` to path via a temporary file, fsync, rename.
-void write_file_atomic(const fs::path& path, const std::string& text) {
+// Writes `text` to path via a temporary file and a rename; `durable` also fsyncs it first.
+void write_file_atomic(const fs::path& path, const std::string& text, bool durable = true) {
   fs::path tmp = path;
   tmp += ".tmp";
   {
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) fail("cannot write '", tmp.string(), "'");
     bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
-              fsync(fileno(f)) == 0;
+              (!durable || fsync(fileno(f)) == 0);
     ok = (std::fclose(f) == 0) && ok;
     if (!ok) fail("cannot write '", tmp.string(), "' (disk full?)");
   }
@@ -140,8 +142,11 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     h5_write_attr_i64(f, "/", "step", step);
     f.close();
   }
-  fsync_file(path);  // on disk before COMPLETE can name it
-  return {name, (uint64_t)fs::file_size(path), file_checksum(path.string())};
+  // The checksum reads the file back from the page cache while fsync puts it on disk (before
+  // COMPLETE can name it).
+  std::future<uint64_t> sum = std::async(std::launch::async, [&] { return file_checksum(path); });
+  fsync_file(path);
+  return {name, (uint64_t)fs::file_size(path), sum.get()};
 }
 
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
@@ -162,10 +167,13 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
                              {"tokens", st.tokens}, {"config", cfg},       {"train", st.train},
                              {"layout", layout},    {"params", ptable},    {"files", jfiles}};
   write_file_atomic(tmp_dir / "manifest.json", manifest.dump(2) + "\n");
-  write_file_atomic(tmp_dir / "COMPLETE", "complete\n");
+  // The rank files and the manifest are on disk now. COMPLETE and `latest` need not be synced:
+  // losing either in a crash only makes --resume fall back to scanning (or to the previous
+  // checkpoint); neither can make a damaged checkpoint look whole.
+  write_file_atomic(tmp_dir / "COMPLETE", "complete\n", /*durable=*/false);
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a re-run of the same step replaces it
   fs::rename(tmp_dir, final_dir);
-  write_file_atomic(root / "latest", name + "\n");
+  write_file_atomic(root / "latest", name + "\n", /*durable=*/false);
 
   if (keep_last > 0) {  // only now that a newer one is complete
     std::vector<fs::path> steps;
@@ -188,7 +196,22 @@ std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
   return finish_checkpoint(ckpt_dir, {f}, cfg, table, st, std::move(layout), keep_last);
 }
 
-nlohmann::json read_manifest(const std::string& step_dir) {
+namespace {
+// Every rank file the manifest lists exists, has its size and passes its checksum.
+void verify_files(const fs::path& d, const nlohmann::json& manifest) {
+  for (const auto& f : manifest.at("files")) {
+    fs::path p = d / f.at("name").get<std::string>();
+    if (!fs::exists(p)) fail("checkpoint file '", p.string(), "' is missing");
+    if (fs::file_size(p) != f.at("bytes").get<uint64_t>())
+      fail("checkpoint file '", p.string(), "' has ", fs::file_size(p), " bytes, manifest says ",
+           f.at("bytes").get<uint64_t>(), " (truncated?)");
+    if (file_checksum(p.string()) != f.at("hash64").get<uint64_t>())
+      fail("checkpoint file '", p.string(), "' fails its checksum (damaged)");
+  }
+}
+}  // namespace
+
+nlohmann::json read_manifest(const std::string& step_dir, bool verify) {
   fs::path d(step_dir);
   if (!fs::exists(d / "COMPLETE"))
     fail("checkpoint '", step_dir, "' is incomplete (no COMPLETE marker)");
@@ -200,15 +223,9 @@ nlohmann::json read_manifest(const std::string& step_dir) {
   }
   if (j.value("format", "") != kFormat)
     fail("'", (d / "manifest.json").string(), "' is not a zerotrain checkpoint manifest");
-  for (const auto& f : j.at("files")) {
-    fs::path p = d / f.at("name").get<std::string>();
-    if (!fs::exists(p)) fail("checkpoint file '", p.string(), "' is missing");
-    if (fs::file_size(p) != f.at("bytes").get<uint64_t>())
-      fail("checkpoint file '", p.string(), "' has ", fs::file_size(p), " bytes, manifest says ",
-           f.at("bytes").get<uint64_t>(), " (truncated?)");
-    if (file_checksum(p.string()) != f.at("hash64").get<uint64_t>())
-      fail("checkpoint file '", p.string(), "' fails its checksum (damaged)");
-  }
+  if (!j.contains("files") || !j.at("files").is_array())
+    fail("checkpoint manifest '", (d / "manifest.json").string(), "' lists no rank files");
+  if (verify) verify_files(d, j);
   return j;
 }
 
@@ -249,8 +266,12 @@ std::string resolve_checkpoint(const std::string& path) {
 
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
-  nlohmann::json man = read_manifest(step_dir);
+  nlohmann::json man = read_manifest(step_dir, /*verify=*/false);
   check_config_matches(man.at("config"), cfg, step_dir);
+  // The checksums are verified on a second thread while the tensors are read (both pull the same
+  // pages from disk once); nothing read is handed back before the verification has passed.
+  std::future<void> verified =
+      std::async(std::launch::async, [&] { verify_files(fs::path(step_dir), man); });
   auto size_all = [&](UnitVectors* u) {
     if (!u) return;
     u->resize(table.num_units());
@@ -281,6 +302,7 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
       }
     }
   }
+  verified.get();  // throws, naming the file, when one is truncated or damaged
   for (size_t k = 0; k < table.params.size(); ++k)
     if (covered[k] != table.params[k].numel)
       fail("checkpoint '", step_dir, "' holds ", covered[k], " of the ", table.params[k].numel,

@@ -65,7 +65,9 @@ std::string resolve_checkpoint(const std::string& path);
 // stderr with the reason.
 std::string find_latest_checkpoint(const std::string& ckpt_dir);
 
-nlohmann::json read_manifest(const std::string& step_dir);  // verifies COMPLETE and checksums
+// Parses the manifest after checking COMPLETE; with verify, also every rank file's size and
+// checksum.
+nlohmann::json read_manifest(const std::string& step_dir, bool verify = true);
 
 // Reads parameters, moments and state written for a model of config `cfg` (throws naming the
 // first mismatching field when the checkpoint belongs to another model). Any layout can load it:
