@@ -13,8 +13,10 @@
  *          (no such read). triad_gbs is the better of the two, i.e. the machine's bandwidth, not a
  *          figure lowered by hidden traffic.
  * Both take the best of several timed passes; the triads run before and after the kernels and the
- * best is reported, so a burst of load from elsewhere does not flatter the ratio. The two triad
- * figures go to stderr.
+ * best is reported, so a burst of load from elsewhere does not flatter the ratio. stderr gets the
+ * two triad figures and, per impl, a bare loop with the kernel's traffic over the kernel's own
+ * buffers (its memory ceiling: on this machine the 4-read/3-write pattern streams faster than the
+ * triad's 2-read/1-write, and where large arrays land matters).
  */
 #include "launch/bench_adamw.h"
 
@@ -24,6 +26,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -39,7 +42,9 @@
 namespace zt {
 namespace {
 
-constexpr int64_t kTriadElems = int64_t(1) << 24;  // 3 x 128 MiB: 12x a 32 MiB L3
+// 3 x 160 MB, 15x a 32 MiB L3. Not a power of two: on the development machine, arrays 2^27 B
+// (+ the allocator's 4 KiB) apart run much slower (docs/performance.md, "AdamW kernel").
+constexpr int64_t kTriadElems = 20'000'000;
 #if defined(__SSE2__)
 constexpr bool kHaveStreamingStores = true;
 #else
@@ -81,8 +86,15 @@ std::vector<AdamWImpl> parse_impls(const std::string& s) {
   return out;
 }
 
-// Best seconds per step of `steps` timed AdamW steps over n parameters (after one warm-up step).
-double time_adamw(AdamWImpl impl, DType dtype, int64_t n, int steps) {
+struct AdamWTimes {
+  double kernel_s;  // best seconds per AdamW step
+  double bare_s;    // best seconds per pass of the bare loop with the same memory traffic
+};
+
+// Times `steps` AdamW steps over n parameters (after one warm-up step), then as many passes of a
+// loop with the kernel's traffic and no arithmetic to speak of (p, m, v = x/2 + g, and the 16-bit
+// copy) over the same buffers: the kernel's own memory ceiling, free of where the arrays landed.
+AdamWTimes time_adamw(AdamWImpl impl, DType dtype, int64_t n, int steps) {
   Buffer<float> p(n, MemCategory::params), m(n, MemCategory::optim), v(n, MemCategory::optim);
   Buffer<float> g(n, MemCategory::grads);
   Buffer<uint16_t> p16(dtype == DType::fp32 ? 0 : n, MemCategory::params);
@@ -96,13 +108,33 @@ double time_adamw(AdamWImpl impl, DType dtype, int64_t n, int steps) {
   AdamWOptions o;
   o.impl = impl;
   if (dtype != DType::fp32) o.p16 = p16.data(), o.p16_dtype = dtype;
-  double best = 1e30;
+  AdamWTimes t = {1e30, 1e30};
   for (int s = 0; s <= steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     adamw_step_simd(p.data(), m.data(), v.data(), g.data(), n, s + 1, 1e-4f, c, true, o);
-    if (s > 0) best = std::min(best, seconds_since(t0));
+    if (s > 0) t.kernel_s = std::min(t.kernel_s, seconds_since(t0));
   }
-  return best;
+  float *pp = p.data(), *pm = m.data(), *pv = v.data();
+  const float* pg = g.data();
+  uint16_t* ph = o.p16;
+  for (int s = 0; s <= steps; ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (ph) {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        float x = pp[i] * 0.5f + pg[i];
+        pp[i] = x, pm[i] = pm[i] * 0.5f + pg[i], pv[i] = pv[i] * 0.5f + pg[i];
+        ph[i] = (uint16_t)(std::bit_cast<uint32_t>(x) >> 16);
+      }
+    } else {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        pp[i] = pp[i] * 0.5f + pg[i], pm[i] = pm[i] * 0.5f + pg[i], pv[i] = pv[i] * 0.5f + pg[i];
+      }
+    }
+    if (s > 0) t.bare_s = std::min(t.bare_s, seconds_since(t0));
+  }
+  return t;
 }
 
 }  // namespace
@@ -145,8 +177,8 @@ double measure_triad_gbs(int64_t n, int threads, int repeat, bool nontemporal) {
 
 int bench_adamw(int argc, char** argv) {
   po::options_description opts("bench adamw");
-  opts.add_options()("params", po::value<int64_t>()->default_value(int64_t(1) << 25),
-                     "parameters per step (default 32M: 0.9 GB moved, memory bound)")(
+  opts.add_options()("params", po::value<int64_t>()->default_value(32'000'000),
+                     "parameters per step (0.9 GB moved at the default: memory bound)")(
       "threads", po::value<int>()->default_value(omp_get_max_threads()),
       "OpenMP threads for the kernel and the triad (default: OMP_NUM_THREADS, else all cores)")(
       "steps", po::value<int>()->default_value(10), "timed steps per impl; the best is printed")(
@@ -173,21 +205,26 @@ int bench_adamw(int argc, char** argv) {
       triad[nt] = std::max(triad[nt], measure_triad_gbs(kTriadElems, threads, 10, nt == 1));
   };
   run_triads();
-  std::vector<double> secs;
+  std::vector<AdamWTimes> times;
   {
     OmpThreads scope(threads);
-    for (AdamWImpl impl : impls) secs.push_back(time_adamw(impl, dtype, n, steps));
+    for (AdamWImpl impl : impls) times.push_back(time_adamw(impl, dtype, n, steps));
   }
   run_triads();
+  auto gbs = [&](double s) { return std::round(n * bytes / s / 1e7) / 1e2; };
   std::cerr << "triad GB/s (24 B per element): plain stores " << std::round(triad[0] * 100) / 100
             << ", non-temporal stores " << std::round(triad[1] * 100) / 100 << "\n";
+  for (size_t k = 0; k < impls.size(); ++k)
+    std::cerr << adamw_impl_name(impls[k]) << ": bare loop with the same traffic over the same "
+              << "buffers " << gbs(times[k].bare_s) << " GB/s, kernel "
+              << std::round(times[k].bare_s / times[k].kernel_s * 100) / 100 << " of it\n";
   const double triad_best = std::max(triad[0], triad[1]);
   for (size_t k = 0; k < impls.size(); ++k) {
     nlohmann::ordered_json line = {{"bench", "adamw"},
                                    {"impl", adamw_impl_name(impls[k])},
                                    {"params", n},
-                                   {"gparams_per_s", std::round(n / secs[k] / 1e6) / 1e3},
-                                   {"gbs", std::round(n * bytes / secs[k] / 1e7) / 1e2},
+                                   {"gparams_per_s", std::round(n / times[k].kernel_s / 1e6) / 1e3},
+                                   {"gbs", gbs(times[k].kernel_s)},
                                    {"triad_gbs", std::round(triad_best * 100) / 100},
                                    {"threads", threads}};
     if (dtype != DType::fp32) line["dtype"] = dtype_name(dtype);
