@@ -85,7 +85,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
        "none|cpu|nvme")                                                               //
       ("nvme-dir", po::value(&o.nvme_dir), "directory for NVMe offload shard files")  //
       ("nvme-buffer-mb", po::value(&o.nvme_buffer_mb)->default_value(o.nvme_buffer_mb),
-       "resident NVMe buffer (MB)");
+       "most offloaded state resident in memory at once (MB)");
   ckpt.add_options()                                                //
       ("ckpt-dir", po::value(&o.ckpt_dir), "checkpoint directory")  //
       ("ckpt-every", po::value(&o.ckpt_every)->default_value(o.ckpt_every),
@@ -130,7 +130,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_choice(vm, "device", {"cpu", "cuda"});
   require_choice(vm, "offload-optimizer", {"none", "cpu", "nvme"});
   require_choice(vm, "offload-params", {"none", "cpu", "nvme"});
-  require_min(vm, "nvme-buffer-mb", 1);
+  require_range(vm, "nvme-buffer-mb", 0.01, 1e7);
   require_min(vm, "ckpt-every", 0);
   require_min(vm, "keep-last", 0);
   require_min(vm, "log-every", 1);
@@ -147,10 +147,15 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.tp > 1) not_yet("--tp > 1 (tensor parallelism)");
   if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
-  if (o.offload_optimizer != "none" || o.offload_params != "none") not_yet("offload");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
-  if (o.offload_params == "nvme" || o.offload_optimizer == "nvme")
-    if (o.nvme_dir.empty()) fail("--offload-* nvme needs --nvme-dir");
+  if (o.offload_params != "none" && o.zero_stage != 3)
+    fail("--offload-params ", o.offload_params,
+         " needs --zero-stage 3 (below it every rank holds all parameters)");
+  if (o.offload_params == "nvme" || o.offload_optimizer == "nvme") {
+    if (o.nvme_dir.empty()) fail("--offload-optimizer/--offload-params nvme needs --nvme-dir");
+  } else if (!o.nvme_dir.empty()) {
+    fail("--nvme-dir is only used with --offload-optimizer nvme or --offload-params nvme");
+  }
   return true;
 }
 

@@ -13,6 +13,7 @@
 #include "model/evaluate.h"
 #include "model/transformer.h"
 #include "offload/checkpoint.h"
+#include "offload/shard_store.h"
 #include "optim/schedule.h"
 #include "parallel/grid.h"
 #include "parallel/zero/engine.h"
@@ -50,8 +51,9 @@ std::vector<float> reduce_values(Communicator& comm, std::vector<float> v, Reduc
   return v;
 }
 
-// mem (SPEC section 4): bytes per category on the largest rank, from the tracked allocator.
-nlohmann::json mem_json(Communicator& world) {
+// mem (SPEC section 4): bytes per category on the largest rank, from the tracked allocator
+// (what is resident), plus where each category lives and the bytes kept on NVMe.
+nlohmann::json mem_json(Communicator& world, const nlohmann::json& where, int64_t nvme_bytes) {
   MemStats s = mem_stats();
   auto c = [&](MemCategory k) { return (float)s.current[(int)k]; };
   std::vector<float> v =
@@ -60,8 +62,26 @@ nlohmann::json mem_json(Communicator& world) {
                      (float)s.peak[(int)MemCategory::activations],
                      (float)s.peak[(int)MemCategory::buffers], (float)s.total_peak},
                     ReduceOp::max);
-  return {{"params", (int64_t)v[0]},      {"grads", (int64_t)v[1]},   {"optim", (int64_t)v[2]},
-          {"activations", (int64_t)v[3]}, {"buffers", (int64_t)v[4]}, {"peak", (int64_t)v[5]}};
+  nlohmann::json j = {{"params", (int64_t)v[0]},  {"grads", (int64_t)v[1]},
+                      {"optim", (int64_t)v[2]},   {"activations", (int64_t)v[3]},
+                      {"buffers", (int64_t)v[4]}, {"peak", (int64_t)v[5]},
+                      {"location", where}};
+  if (nvme_bytes > 0) {
+    std::vector<float> n = reduce_values(world, {(float)nvme_bytes}, ReduceOp::max);
+    j["nvme"] = (int64_t)n[0];
+  }
+  return j;
+}
+
+// Where each memory category lives: "device" is the memory compute runs in (host memory on
+// --device cpu), "host" offloaded to CPU memory, "nvme" offloaded to --nvme-dir.
+nlohmann::json mem_locations(const TrainOptions& o) {
+  auto loc = [](const std::string& off) { return off == "none" ? "device" : off; };
+  return {{"params", loc(o.offload_params)},
+          {"grads", "device"},
+          {"optim", loc(o.offload_optimizer)},
+          {"activations", "device"},
+          {"buffers", "device"}};
 }
 
 nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
@@ -110,7 +130,14 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
   Transformer model(mc, o.seed);
+  std::unique_ptr<ShardStore> store;  // NVMe offload; outlives the engine
+  if (o.offload_optimizer == "nvme" || o.offload_params == "nvme")
+    store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
   ZeroOptions zo;
+  zo.store = store.get();
+  zo.optim_in_store = o.offload_optimizer == "nvme";
+  zo.params_in_store = o.offload_params == "nvme";
+  zo.store_buffer_bytes = (int64_t)(o.nvme_buffer_mb * (1 << 20));
   zo.stage = o.zero_stage;
   zo.overlap = o.overlap == "on";
   zo.bucket_mb = o.bucket_mb;
@@ -124,12 +151,18 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   const nlohmann::json layout = {{"world", ctx.world()}, {"dp", ndp},
                                  {"tp", o.tp},           {"pp", o.pp},
                                  {"ep", o.ep},           {"zero_stage", o.zero_stage}};
+  const nlohmann::json where = mem_locations(o);
   if (rank0) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
         "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d, %s\n",
         (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
         (long long)G, T, ctx.world(), o.zero_stage, o.precision.c_str());
+    if (store)
+      std::printf("zerotrain train: offloading%s%s to %s (%.0f MB resident at most)\n",
+                  zo.optim_in_store ? " optimizer state" : "",
+                  zo.params_in_store ? (zo.optim_in_store ? " and parameters" : " parameters") : "",
+                  store->where().c_str(), o.nvme_buffer_mb);
     std::fflush(stdout);
   }
 
@@ -191,6 +224,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   for (int64_t step = state.step; step < o.steps; ++step) {
     double t0 = now_ms();
     CommStats c0 = comm_stats();
+    const StoreCounters io0 = store ? store->counters() : StoreCounters{};
     engine.begin_step(o.grad_accum);
     double ce = 0, aux = 0, dropped = 0;
     for (int micro = 0; micro < o.grad_accum; ++micro) {
@@ -245,9 +279,16 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                           {"tokens_per_s", tokens / (step_ms / 1000)},
                           {"flops_per_s", tokens * flops_per_token / (step_ms / 1000)},
                           {"dropped", (int64_t)sums[2]},
-                          {"mem", mem_json(*world)},
+                          {"mem", mem_json(*world, where, store ? store->stored_bytes() : 0)},
                           {"comm", comm_json(dc, ss.exposed_ms)},
                           {"layout", layout}};
+      if (store) {  // this rank's (rank 0's) traffic with its shard file in the step
+        StoreCounters io = store->counters();
+        j["offload"] = {{"read_bytes", io.read_bytes - io0.read_bytes},
+                        {"write_bytes", io.write_bytes - io0.write_bytes},
+                        {"io_busy_ms", io.busy_ms - io0.busy_ms},
+                        {"io_wait_ms", ss.io_wait_ms}};
+      }
       if (do_eval || (last && std::isfinite(last_val))) j["val_loss"] = last_val;
       if (zo.precision == DType::fp16) {
         j["loss_scale"] = ss.loss_scale;

@@ -7,42 +7,13 @@
 
 #include "optim/adamw_simd.h"
 #include "optim/clip.h"
+#include "parallel/zero/engine_unit.h"
 #include "runtime/convert.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
 #include "runtime/trace.h"
 
 namespace zt {
-
-namespace {
-struct Span {  // one parameter inside a unit
-  int64_t begin, end;
-  bool decay;
-};
-}  // namespace
-
-// Buffers of one unit. `cdt` is the compute/communication dtype (the run's precision).
-struct ZeroEngine::Unit {
-  UnitLayout lay;
-  std::vector<Span> spans;
-  // parameters
-  Buffer<uint8_t>
-      pfull;  // [padded] cdt. stages 0-2: the parameters (params); 3: gathered (buffers)
-  Buffer<uint8_t> pshard;  // [shard] cdt. stage 3: this rank's parameters (params)
-  Buffer<float> master;    // 16-bit runs: fp32 master, stage 0 [padded] else [shard] (optim)
-  Buffer<float> work;      // 16-bit runs: fp32 copy the model computes with (buffers)
-  // gradients
-  Buffer<float> gwork;     // [padded] fp32, what backward writes: fp32 stages 0-1 keep it (grads),
-                           // otherwise it lives for one unit's backward (buffers)
-  Buffer<uint8_t> g16;     // [padded] 16-bit: stages 0-1 accumulated (grads); 2-3 transient
-  Buffer<uint8_t> gshard;  // [shard] cdt. stage 1: the reduce-scatter result (grads)
-  Buffer<float> gacc;      // [shard] fp32. stages 2-3: reduced gradient, accumulated (grads)
-  Buffer<uint8_t> grecv;   // [shard] cdt. stages 2-3: reduce-scatter receive buffer (buffers)
-  Buffer<float> m, v;      // AdamW moments: stage 0 [padded], else [shard] (optim)
-  std::vector<Work> gathers, reduces;
-  bool gather_issued = false, gathered = false, acquired = false, reduce_pending = false;
-  double gather_t0 = 0, reduce_t0 = 0;  // issue times, for the trace
-};
 
 namespace {
 // Comm-track span of a unit's collectives, from issue until their completion was observed.
@@ -60,21 +31,37 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
   ZT_CHECK(
       opt.precision == DType::fp32 || opt.precision == DType::bf16 || opt.precision == DType::fp16,
       "precision ", dtype_name(opt.precision));
+  ZT_CHECK(opt.store || !(opt.optim_in_store || opt.params_in_store), "offload without a store");
+  ZT_CHECK(opt.stage == 3 || !opt.params_in_store, "parameter offload needs stage 3");
   loss_scale_ = opt.precision == DType::fp16 ? opt.initial_loss_scale : 1.0;
   const DType cdt = opt.precision;
   const size_t es = dtype_size(cdt);
   const int n = dp.size(), r = dp.rank();
   const int64_t bucket = std::max<int64_t>(1, (int64_t)(opt.bucket_mb * (1 << 20) / es));
   const int U = model.table.num_units();
-  for (int u = 0; u < U; ++u) {
+  for (int u = 0; u < U; ++u) {  // layouts and the optimizer's update regions
     auto un = std::make_unique<Unit>();
     Unit& x = *un;
     x.lay = make_unit_layout(model.table.unit_numel[u], n, bucket);
-    for (const ParamSpec& p : model.table.params)
-      if (p.unit == u) x.spans.push_back({p.offset, p.offset + p.numel, p.decay});
     const UnitLayout& l = x.lay;
-    // The initial values (SPEC init, from the model's own buffer), padded with zeros.
-    std::vector<float> init(l.padded(), 0.0f);
+    x.state_len = opt.stage == 0 ? l.padded() : l.shard();
+    for (int c = 0; c < (opt.stage == 0 ? 1 : l.chunks()); ++c) {
+      const int64_t pb = opt.stage == 0 ? 0 : l.piece_begin(c, r);
+      const int64_t pe = opt.stage == 0 ? l.padded() : pb + l.piece(c);
+      const int64_t sb = opt.stage == 0 ? 0 : l.shard_begin(c);
+      for (const ParamSpec& p : model.table.params) {
+        if (p.unit != u) continue;
+        const int64_t b = std::max(pb, p.offset), e = std::min(pe, p.offset + p.numel);
+        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay});
+      }
+    }
+    units_.push_back(std::move(un));
+  }
+  if (opt.optim_in_store || opt.params_in_store) define_store_arrays();
+  for (int u = 0; u < U; ++u) {  // the initial values (SPEC init, from the model's own buffer)
+    Unit& x = *units_[u];
+    const UnitLayout& l = x.lay;
+    std::vector<float> init(l.padded(), 0.0f);  // padded with zeros
     std::copy(model.unit_params[u], model.unit_params[u] + l.numel, init.begin());
     std::vector<float> mine(l.shard());
     for (int c = 0; c < l.chunks(); ++c)
@@ -83,14 +70,20 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
     if (opt.stage < 3) {
       x.pfull.reset(l.padded() * es, MemCategory::params);
       f32_to(x.pfull.data(), cdt, init.data(), l.padded());
+    } else if (x.sid[kParams] >= 0) {
+      std::vector<uint8_t> p(l.shard() * es);
+      f32_to(p.data(), cdt, mine.data(), l.shard());
+      store_put(x, kParams, p.data());
     } else {
       x.pshard.reset(l.shard() * es, MemCategory::params);
       f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
     }
-    if (lowp()) {
-      const std::vector<float>& src = opt.stage == 0 ? init : mine;
-      x.master.reset(src.size(), MemCategory::optim);
-      std::copy(src.begin(), src.end(), x.master.data());
+    const std::vector<float>& state_init = opt.stage == 0 ? init : mine;
+    if (lowp() && x.sid[kMaster] >= 0) {
+      store_put(x, kMaster, state_init.data());
+    } else if (lowp()) {
+      x.master.reset(x.state_len, MemCategory::optim);
+      std::copy(state_init.begin(), state_init.end(), x.master.data());
     }
     if (opt.stage <= 1) {
       if (lowp())
@@ -100,10 +93,14 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
     }
     if (opt.stage == 1) x.gshard.reset(l.shard() * es, MemCategory::grads);
     if (opt.stage >= 2) x.gacc.reset(l.shard(), MemCategory::grads);
-    const int64_t moments = opt.stage == 0 ? l.padded() : l.shard();
-    x.m.reset(moments, MemCategory::optim);
-    x.v.reset(moments, MemCategory::optim);
-    units_.push_back(std::move(un));
+    if (x.sid[kMomentM] >= 0) {
+      const std::vector<float> zeros(x.state_len, 0.0f);
+      store_put(x, kMomentM, zeros.data());
+      store_put(x, kMomentV, zeros.data());
+    } else {
+      x.m.reset(x.state_len, MemCategory::optim);
+      x.v.reset(x.state_len, MemCategory::optim);
+    }
   }
   model.release_own_storage();
   for (int u = 0; u < U; ++u) {
@@ -123,6 +120,7 @@ ZeroEngine::~ZeroEngine() {
   for (auto& x : units_) {  // never leave collectives in flight on buffers we free
     for (Work& w : x->gathers) w.wait();
     for (Work& w : x->reduces) w.wait();
+    if (x->fetching) x->fetch.wait();
   }
 }
 
@@ -148,6 +146,11 @@ void ZeroEngine::issue_gather(int u) {
   if (opt_.stage < 3 || x.gather_issued) return;
   const DType cdt = opt_.precision;
   const UnitLayout& l = x.lay;
+  if (x.sid[kParams] >= 0) {  // the shard comes from the store first
+    fetch(u);
+    wait_io(x.fetch);
+    x.fetching = false;
+  }
   x.pfull.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
   for (int c = 0; c < l.chunks(); ++c)
     x.gathers.push_back(dp_.all_gather(at(x.pshard, cdt, l.shard_begin(c)),
@@ -157,6 +160,7 @@ void ZeroEngine::issue_gather(int u) {
   if (!opt_.overlap) {
     wait_all(x.gathers);
     trace_comm("all_gather", u, x.gather_t0);
+    drop_shard(u);
   }
 }
 
@@ -169,6 +173,7 @@ void ZeroEngine::acquire(int u) {
       wait_all(x.gathers);
       trace_comm("all_gather", u, x.gather_t0);
     }
+    drop_shard(u);
     x.gathered = true;
   }
   if (lowp()) {
@@ -185,6 +190,7 @@ void ZeroEngine::release(int u) {
   Unit& x = *units_[u];
   if (opt_.stage < 3 && !lowp()) return;  // parameters live in place
   wait_all(x.gathers);
+  drop_shard(u);
   if (lowp()) x.work.reset(0, MemCategory::buffers);
   if (opt_.stage == 3) x.pfull.reset(0, MemCategory::buffers);
   x.gather_issued = x.gathered = x.acquired = false;
@@ -193,6 +199,7 @@ void ZeroEngine::release(int u) {
 
 void ZeroEngine::release_gathered() {
   for (int u = 0; u <= last_unit(); ++u) release(u);
+  drop_all_shards();
 }
 
 // Forward: make u's fp32 parameters available (and the embedding for a tied head), drop the unit
@@ -202,6 +209,7 @@ void ZeroEngine::on_before_forward(int u) {
   if (u == last_unit() && tied()) acquire(0);
   if (u > 0 && !(u - 1 == 0 && tied())) release(u - 1);
   for (int k = 1; k <= opt_.prefetch && u + k <= last_unit(); ++k) issue_gather(u + k);
+  if (u + opt_.prefetch + 1 <= last_unit()) read_ahead(u + opt_.prefetch + 1);
 }
 
 void ZeroEngine::alloc_grads(int u) {
@@ -215,6 +223,7 @@ void ZeroEngine::on_before_backward(int u) {
     acquire(u);
     if (u == last_unit() && tied()) acquire(0);
     for (int k = 1; k <= opt_.prefetch && u - k >= 0; ++k) issue_gather(u - k);
+    if (u - opt_.prefetch - 1 >= 0) read_ahead(u - opt_.prefetch - 1);
   }
   if (opt_.stage >= 2 || lowp()) {  // backward writes fp32 gradients into a transient buffer
     alloc_grads(u);
@@ -282,7 +291,8 @@ void ZeroEngine::begin_step(int micro_batches) {
   ZT_CHECK(micro_batches >= 1, "micro_batches ", micro_batches);
   micro_total_ = micro_batches;
   micro_ = 0;
-  exposed_ms_ = 0;
+  exposed_ms_ = io_wait_ms_ = 0;
+  if (opt_.store) opt_.store->check();
   for (auto& x : units_) {
     for (Buffer<uint8_t>* b : {&x->g16, &x->gshard})
       if (opt_.stage <= 1) std::memset(b->data(), 0, b->size());
@@ -327,6 +337,7 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
   ZT_CHECK(micro_ == micro_total_, "finish_step after ", micro_, " of ", micro_total_,
            " microbatches");
   for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
+  drop_all_shards();  // parameter shards read ahead but not gathered: the step rewrites them
   const int r = dp_.rank();
   const DType cdt = opt_.precision;
   StepStats st;
@@ -339,6 +350,7 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
       loss_scale_ = std::max(1.0, loss_scale_ / 2);
       good_steps_ = 0;
       st.exposed_ms = exposed_ms_;
+      st.io_wait_ms = io_wait_ms_;
       return st;
     }
     if (++good_steps_ >= opt_.growth_interval) loss_scale_ *= 2, good_steps_ = 0;
@@ -374,35 +386,7 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
   ao.grad_scale = clip_scale(st.grad_norm, max_norm) / (float)loss_scale_;
   ao.p16_dtype = cdt;
 
-  for (size_t u = 0; u < units_.size(); ++u) {
-    Unit& x = *units_[u];
-    const UnitLayout& l = x.lay;
-    // Update elements [b, e) of the unit, stored at index j of the moments / master / gradient.
-    auto update = [&](int64_t b, int64_t e, int64_t j, bool decay) {
-      float* p;
-      ao.p16 = nullptr;
-      if (lowp()) {
-        p = x.master.data() + j;
-        ao.p16 = reinterpret_cast<uint16_t*>(opt_.stage == 3 ? at(x.pshard, cdt, j)
-                                                             : at(x.pfull, cdt, b));
-      } else {
-        p = reinterpret_cast<float*>(opt_.stage == 3 ? at(x.pshard, cdt, j) : at(x.pfull, cdt, b));
-      }
-      adamw_step_simd(p, x.m.data() + j, x.v.data() + j, grads[u] + j, e - b, step, (float)lr,
-                      adamw, decay, ao);
-    };
-    if (opt_.stage == 0) {
-      for (const Span& s : x.spans) update(s.begin, s.end, s.begin, s.decay);
-      continue;
-    }
-    for (int c = 0; c < l.chunks(); ++c) {
-      const int64_t pb = l.piece_begin(c, r), pe = pb + l.piece(c), sb = l.shard_begin(c);
-      for (const Span& s : x.spans) {
-        const int64_t b = std::max(pb, s.begin), e = std::min(pe, s.end);
-        if (e > b) update(b, e, sb + (b - pb), s.decay);
-      }
-    }
-  }
+  run_updates(grads, ao, lr, adamw, step);
   if (opt_.stage == 1 || opt_.stage == 2) {  // every rank needs every updated parameter
     const double t0 = now_ms();
     std::vector<Work> ws;
@@ -414,6 +398,7 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     trace_comm("all_gather updated", -1, t0);
   }
   st.exposed_ms = exposed_ms_;
+  st.io_wait_ms = io_wait_ms_;
   return st;
 }
 
@@ -442,32 +427,29 @@ std::vector<float> take_shard(const UnitLayout& l, int r, const std::vector<floa
 void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
                                    std::vector<std::vector<float>>* m,
                                    std::vector<std::vector<float>>* v) {
+  drop_all_shards();
   const size_t U = units_.size();
   params.resize(U);
   if (m) m->resize(U);
   if (v) v->resize(U);
+  std::vector<float> tmp;
   for (size_t u = 0; u < U; ++u) {
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
     // The fp32 master: the 16-bit runs' master buffer, else the fp32 parameters themselves.
-    std::vector<float> shard_or_full;
-    const float* master;
-    if (lowp()) {
-      master = x.master.data();
-    } else {
-      master = reinterpret_cast<const float*>(opt_.stage == 3 ? x.pshard.data() : x.pfull.data());
-    }
+    const float* master = lowp() ? f32_state(x, kMaster, tmp) : f32_state(x, kParams, tmp);
     const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
     if (master_full)
       params[u].assign(master, master + l.numel);
     else
       gather_shards(dp_, l, master, params[u]);
-    for (auto [dst, src] : {std::pair{m, &x.m}, std::pair{v, &x.v}}) {
+    for (auto [dst, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
       if (!dst) continue;
+      const float* src = f32_state(x, a, tmp);
       if (opt_.stage == 0)
-        (*dst)[u].assign(src->data(), src->data() + l.numel);
+        (*dst)[u].assign(src, src + l.numel);
       else
-        gather_shards(dp_, l, src->data(), (*dst)[u]);
+        gather_shards(dp_, l, src, (*dst)[u]);
     }
   }
 }
@@ -475,32 +457,50 @@ void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
 void ZeroEngine::load_full_state(const std::vector<std::vector<float>>& params,
                                  const std::vector<std::vector<float>>* m,
                                  const std::vector<std::vector<float>>* v) {
+  drop_all_shards();
   const int r = dp_.rank();
   const DType cdt = opt_.precision;
   ZT_CHECK(params.size() == units_.size(), "state has ", params.size(), " units");
+  // What this rank keeps of a full fp32 unit array: stage 0 all of it (padded), else its shard.
+  auto state_part = [&](const UnitLayout& l, const std::vector<float>& full) {
+    if (opt_.stage > 0) return take_shard(l, r, full);
+    std::vector<float> padded(full);
+    padded.resize(l.padded(), 0.0f);
+    return padded;
+  };
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
     ZT_CHECK((int64_t)params[u].size() == l.numel, "unit ", u, " size ", params[u].size());
-    std::vector<float> full(params[u]);
-    full.resize(l.padded(), 0.0f);
-    std::vector<float> mine = take_shard(l, r, params[u]);
-    if (opt_.stage < 3)
+    if (opt_.stage < 3) {
+      std::vector<float> full(params[u]);
+      full.resize(l.padded(), 0.0f);
       f32_to(x.pfull.data(), cdt, full.data(), l.padded());
-    else
-      f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
-    if (lowp()) {
-      const std::vector<float>& src = opt_.stage == 0 ? full : mine;
-      std::copy(src.begin(), src.end(), x.master.data());
-    }
-    for (auto [src, dst] : {std::pair{m, &x.m}, std::pair{v, &x.v}}) {
-      if (!src) continue;
-      if (opt_.stage == 0)
-        std::copy((*src)[u].begin(), (*src)[u].end(), dst->data());
-      else {
-        std::vector<float> part = take_shard(l, r, (*src)[u]);
-        std::copy(part.begin(), part.end(), dst->data());
+    } else {
+      std::vector<float> mine = take_shard(l, r, params[u]);
+      if (x.sid[kParams] >= 0) {
+        std::vector<uint8_t> p(l.shard() * dtype_size(cdt));
+        f32_to(p.data(), cdt, mine.data(), l.shard());
+        store_put(x, kParams, p.data());
+      } else {
+        f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
       }
+    }
+    if (lowp()) {
+      std::vector<float> part = state_part(l, params[u]);
+      if (x.sid[kMaster] >= 0)
+        store_put(x, kMaster, part.data());
+      else
+        std::copy(part.begin(), part.end(), x.master.data());
+    }
+    for (auto [src, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
+      if (!src) continue;
+      ZT_CHECK((int64_t)(*src)[u].size() == l.numel, "unit ", u, " moment size ", (*src)[u].size());
+      std::vector<float> part = state_part(l, (*src)[u]);
+      if (x.sid[a] >= 0)
+        store_put(x, a, part.data());
+      else
+        std::copy(part.begin(), part.end(), (a == kMomentM ? x.m : x.v).data());
     }
   }
 }

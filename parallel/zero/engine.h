@@ -24,14 +24,24 @@
 // them in 16 bits (2 bytes), stages 2-3 accumulate the reduced shard in fp32 (4 bytes / N, 2
 // bytes / N more than the ZeRO paper's count). fp16 scales the loss dynamically: a step whose
 // gradients overflow is skipped and the scale halves; after growth_interval good steps it doubles.
+//
+// Offload (engine_offload.cpp). With a StateStore, the optimizer state (fp32 master and both
+// moments) and, at stage 3, the parameter shards can live in the store instead of memory. The
+// optimizer step then streams the rank's state through a few tile-sized staging buffers: tile
+// i+2 is read while tile i computes and tile i-1 is written, all inside store_buffer_bytes. A
+// stage-3 parameter shard is read from the store before its all-gather (one unit beyond the
+// --prefetch-layers gathers is read ahead, when the buffer has room) and dropped when the
+// all-gather is done, so at most store_buffer_bytes of parameters are resident either.
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "optim/adamw_simd.h"
 #include "parallel/comm.h"
 #include "parallel/zero/layout.h"
+#include "parallel/zero/state_store.h"
 
 namespace zt {
 
@@ -43,6 +53,11 @@ struct ZeroOptions {
   bool overlap = true;                // issue collectives early and wait late; off: wait at once
   double bucket_mb = 25;              // chunk size of the collectives
   int prefetch = 1;                   // stage 3: units gathered ahead of the one computing
+  // Offload to a store (not owned; it must outlive the engine).
+  StateStore* store = nullptr;
+  bool optim_in_store = false;   // fp32 master (16-bit runs) and both AdamW moments
+  bool params_in_store = false;  // stage 3: this rank's parameter shards
+  int64_t store_buffer_bytes = int64_t(256) << 20;  // most of them resident at once
 };
 
 struct StepStats {
@@ -50,6 +65,7 @@ struct StepStats {
   double exposed_ms = 0;  // time the compute thread waited on communication this step
   bool skipped = false;   // fp16: the gradients overflowed, no update was made
   double loss_scale = 1;  // fp16: the scale this step's backward used
+  double io_wait_ms = 0;  // offload: time the compute thread waited on the store this step
 };
 
 class ZeroEngine {
@@ -91,7 +107,9 @@ class ZeroEngine {
   ZeroOptions opt_;
   std::vector<std::unique_ptr<Unit>> units_;
   int micro_total_ = 1, micro_ = 0;
-  double exposed_ms_ = 0;
+  double exposed_ms_ = 0, io_wait_ms_ = 0;
+  int64_t tile_ = 0;             // offload: elements per staged tile of the optimizer step
+  int64_t params_resident_ = 0;  // offload: bytes of parameter shards read from the store
   double loss_scale_ = 1;
   int good_steps_ = 0;
   int64_t skipped_steps_ = 0;
@@ -110,6 +128,17 @@ class ZeroEngine {
   void on_before_backward(int u);
   void on_grads_ready(int u);
   void finish_reductions(int u);
+  // offload (engine_offload.cpp)
+  void define_store_arrays();
+  void store_put(Unit& x, int a, const void* src);                  // whole array, synchronously
+  const float* f32_state(Unit& x, int a, std::vector<float>& tmp);  // fp32 array, read if stored
+  void wait_io(StateStore::Ticket& t);
+  void fetch(int u);       // starts reading u's parameter shard from the store
+  void read_ahead(int u);  // fetch(u) when the buffer has room
+  void drop_shard(int u);  // frees the read parameter shard (after its all-gather)
+  void drop_all_shards();
+  void run_updates(const std::vector<const float*>& grads, AdamWOptions ao, double lr,
+                   const AdamWConfig& adamw, int64_t step);
 };
 
 }  // namespace zt

@@ -1,0 +1,233 @@
+// engine_offload.cpp: the ZeRO engine's state store side (engine.h, "Offload") and the
+// optimizer update over every unit, in memory or streamed through the store tile by tile.
+#include <algorithm>
+#include <cstring>
+
+#include "parallel/zero/engine.h"
+#include "parallel/zero/engine_unit.h"
+#include "runtime/error.h"
+#include "runtime/metrics.h"
+#include "runtime/trace.h"
+
+namespace zt {
+namespace {
+
+constexpr int kSlots = 4;  // tiles in flight: computing, writing, and two being read
+constexpr int64_t kTileAlign = kStorePageBytes / 2;  // elements: whole pages in 16 and 32 bits
+constexpr double kMB = 1 << 20;
+
+const char* array_name(int a) {
+  static const char* names[] = {"params", "master", "exp_avg", "exp_avg_sq"};
+  return names[a];
+}
+
+}  // namespace
+
+void ZeroEngine::define_store_arrays() {
+  StateStore& st = *opt_.store;
+  const DType cdt = opt_.precision;
+  int64_t max_state = 0, max_shard_bytes = 0;
+  for (size_t u = 0; u < units_.size(); ++u) {
+    Unit& x = *units_[u];
+    auto def = [&](int a, DType dt) {
+      x.sid[a] = st.define(cat("unit_", u, "/", array_name(a)), dt, x.state_len);
+    };
+    if (opt_.params_in_store) def(kParams, cdt);
+    if (opt_.optim_in_store) {
+      if (lowp()) def(kMaster, DType::fp32);
+      def(kMomentM, DType::fp32);
+      def(kMomentV, DType::fp32);
+    }
+    max_state = std::max(max_state, x.state_len);
+    max_shard_bytes = std::max(max_shard_bytes, x.lay.shard() * (int64_t)dtype_size(cdt));
+  }
+  // Bytes per element of one staged tile: every array of a unit that lives in the store.
+  int64_t bpe = 0;
+  for (int a = 0; a < kStateArrays; ++a)
+    if (units_[0]->sid[a] >= 0) bpe += a == kParams ? (int64_t)dtype_size(cdt) : 4;
+  const int64_t budget = opt_.store_buffer_bytes;
+  tile_ = budget / (kSlots * bpe) / kTileAlign * kTileAlign;
+  if (tile_ < kTileAlign)
+    fail("--nvme-buffer-mb ", budget / kMB, " is too small: the offloaded optimizer step streams ",
+         kSlots, " tiles of at least ", kTileAlign, " elements (", kTileAlign * bpe * kSlots / kMB,
+         " MB in all)");
+  tile_ = std::min(tile_, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign);
+  if (opt_.params_in_store) {
+    // A unit's shard is read whole for its all-gather, and up to --prefetch-layers of them are
+    // in flight at once.
+    const int64_t need = std::max(1, opt_.prefetch) * max_shard_bytes;
+    if (need > budget)
+      fail("--nvme-buffer-mb ", budget / kMB,
+           " is too small for --offload-params nvme: ", std::max(1, opt_.prefetch),
+           " parameter shard(s) of up to ", max_shard_bytes / kMB,
+           " MB are resident while their all-gathers run; use at least ", need / kMB, " MB");
+  }
+  st.open();
+}
+
+void ZeroEngine::store_put(Unit& x, int a, const void* src) {
+  ZT_CHECK(x.sid[a] >= 0, "array ", array_name(a), " is not in the store");
+  StateStore::Ticket t = opt_.store->write(x.sid[a], 0, x.state_len, src);
+  wait_io(t);
+}
+
+const float* ZeroEngine::f32_state(Unit& x, int a, std::vector<float>& tmp) {
+  if (x.sid[a] >= 0) {
+    tmp.resize(x.state_len);
+    StateStore::Ticket t = opt_.store->read(x.sid[a], 0, x.state_len, tmp.data());
+    wait_io(t);
+    return tmp.data();
+  }
+  switch (a) {
+    case kParams:
+      ZT_CHECK(!lowp(), "16-bit parameters are not fp32 state");
+      return reinterpret_cast<const float*>(opt_.stage == 3 ? x.pshard.data() : x.pfull.data());
+    case kMaster: return x.master.data();
+    case kMomentM: return x.m.data();
+    default: return x.v.data();
+  }
+}
+
+void ZeroEngine::wait_io(StateStore::Ticket& t) {
+  const double t0 = now_ms();
+  t.get();  // rethrows the store's error
+  const double ms = now_ms() - t0;
+  io_wait_ms_ += ms;
+  if (ms > 0.01 && Tracer::get().on())
+    Tracer::get().span("io wait", TraceTrack::compute, t0, t0 + ms);
+}
+
+void ZeroEngine::fetch(int u) {
+  Unit& x = *units_[u];
+  if (x.sid[kParams] < 0 || x.fetching || x.pshard.size()) return;
+  const int64_t bytes = x.lay.shard() * (int64_t)dtype_size(opt_.precision);
+  x.pshard.reset(bytes, MemCategory::params);
+  params_resident_ += bytes;
+  x.fetch = opt_.store->read(x.sid[kParams], 0, x.lay.shard(), x.pshard.data());
+  x.fetching = true;
+}
+
+void ZeroEngine::read_ahead(int u) {
+  Unit& x = *units_[u];
+  if (x.sid[kParams] < 0 || x.gather_issued || x.pshard.size()) return;
+  const int64_t bytes = x.lay.shard() * (int64_t)dtype_size(opt_.precision);
+  if (params_resident_ + bytes <= opt_.store_buffer_bytes) fetch(u);
+}
+
+void ZeroEngine::drop_shard(int u) {
+  Unit& x = *units_[u];
+  if (x.sid[kParams] < 0 || x.pshard.size() == 0) return;
+  if (x.fetching) x.fetch.wait();  // an unused read ahead: its error does not matter now
+  x.fetching = false;
+  params_resident_ -= (int64_t)x.pshard.size();
+  x.pshard.reset(0, MemCategory::params);
+}
+
+void ZeroEngine::drop_all_shards() {
+  for (int u = 0; u <= last_unit(); ++u) drop_shard(u);
+}
+
+namespace {
+struct Tile {
+  int u;
+  int64_t j0, j1;
+};
+struct Slot {  // the staged arrays of one tile
+  Buffer<uint8_t> buf[kStateArrays];
+  std::vector<StateStore::Ticket> reads, writes;
+};
+// Never free a staging buffer the store may still be writing into or reading from.
+struct DrainSlots {
+  std::vector<Slot>& slots;
+  ~DrainSlots() {
+    for (Slot& s : slots) {
+      for (auto& t : s.reads) t.wait();
+      for (auto& t : s.writes) t.wait();
+    }
+  }
+};
+}  // namespace
+
+void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOptions ao, double lr,
+                             const AdamWConfig& adamw, int64_t step) {
+  const DType cdt = opt_.precision;
+  auto esize = [&](int a) { return a == kParams ? (int64_t)dtype_size(cdt) : 4; };
+  bool staged[kStateArrays];
+  for (int a = 0; a < kStateArrays; ++a) staged[a] = units_[0]->sid[a] >= 0;
+  const bool streamed = tile_ > 0;
+  std::vector<Tile> tiles;
+  for (int u = 0; u <= last_unit(); ++u) {
+    const int64_t len = units_[u]->state_len, t = streamed ? tile_ : len;
+    for (int64_t j0 = 0; j0 < len; j0 += t) tiles.push_back({u, j0, std::min(len, j0 + t)});
+  }
+  std::vector<Slot> slots(streamed ? kSlots : 0);
+  DrainSlots drain{slots};
+  for (Slot& s : slots)
+    for (int a = 0; a < kStateArrays; ++a)
+      if (staged[a])
+        s.buf[a].reset(tile_ * esize(a), a == kParams ? MemCategory::params : MemCategory::optim);
+
+  // Where element j (shard side) / b (unit buffer) of array a is for tile t in slot s.
+  auto ptr = [&](Unit& x, int a, Slot* s, const Tile& t, int64_t j, int64_t b) -> void* {
+    if (staged[a]) return s->buf[a].data() + (j - t.j0) * esize(a);
+    switch (a) {
+      case kParams:
+        return opt_.stage == 3 ? x.pshard.data() + j * esize(a) : x.pfull.data() + b * esize(a);
+      case kMaster: return x.master.data() + j;
+      case kMomentM: return x.m.data() + j;
+      default: return x.v.data() + j;
+    }
+  };
+  auto load = [&](size_t i) {  // reuse slot i % kSlots for tile i once its writes are done
+    Slot& s = slots[i % kSlots];
+    for (auto& w : s.writes) wait_io(w);
+    s.writes.clear();
+    const Tile& t = tiles[i];
+    Unit& x = *units_[t.u];
+    for (int a = 0; a < kStateArrays; ++a) {
+      if (!staged[a]) continue;
+      if (a == kParams && lowp()) {  // 16-bit output only: rewritten whole, padding stays 0
+        std::memset(s.buf[a].data(), 0, (t.j1 - t.j0) * esize(a));
+        continue;
+      }
+      s.reads.push_back(opt_.store->read(x.sid[a], t.j0, t.j1 - t.j0, s.buf[a].data()));
+    }
+  };
+  const size_t ahead = kSlots - 2;
+  for (size_t i = 0; streamed && i < std::min(ahead, tiles.size()); ++i) load(i);
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    const Tile& t = tiles[i];
+    Unit& x = *units_[t.u];
+    Slot* s = nullptr;
+    if (streamed) {
+      if (i + ahead < tiles.size()) load(i + ahead);
+      s = &slots[i % kSlots];
+      for (auto& rd : s->reads) wait_io(rd);
+      s->reads.clear();
+    }
+    for (const UpdateRegion& r : x.regions) {
+      const int64_t j = std::max(r.j, t.j0), e = std::min(r.j + r.len, t.j1);
+      if (e <= j) continue;
+      const int64_t b = r.b + (j - r.j);
+      float* p;
+      ao.p16 = nullptr;
+      if (lowp()) {
+        p = static_cast<float*>(ptr(x, kMaster, s, t, j, b));
+        ao.p16 = static_cast<uint16_t*>(ptr(x, kParams, s, t, j, b));
+      } else {
+        p = static_cast<float*>(ptr(x, kParams, s, t, j, b));
+      }
+      adamw_step_simd(p, static_cast<float*>(ptr(x, kMomentM, s, t, j, b)),
+                      static_cast<float*>(ptr(x, kMomentV, s, t, j, b)), grads[t.u] + j, e - j,
+                      step, (float)lr, adamw, r.decay, ao);
+    }
+    if (streamed)
+      for (int a = 0; a < kStateArrays; ++a)
+        if (staged[a])
+          s->writes.push_back(opt_.store->write(x.sid[a], t.j0, t.j1 - t.j0, s->buf[a].data()));
+  }
+  for (Slot& s : slots)
+    for (auto& w : s.writes) wait_io(w);
+}
+
+}  // namespace zt
