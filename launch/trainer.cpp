@@ -76,7 +76,9 @@ nlohmann::json mem_json(Communicator& world, const nlohmann::json& where, int64_
 // Where each memory category lives: "device" is the memory compute runs in (host memory on
 // --device cpu), "host" offloaded to CPU memory, "nvme" offloaded to --nvme-dir.
 nlohmann::json mem_locations(const TrainOptions& o) {
-  auto loc = [](const std::string& off) { return off == "none" ? "device" : off; };
+  auto loc = [](const std::string& off) {
+    return off == "none" ? "device" : off == "cpu" ? "host" : "nvme";
+  };
   return {{"params", loc(o.offload_params)},
           {"grads", "device"},
           {"optim", loc(o.offload_optimizer)},
@@ -126,7 +128,6 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   Sampler sampler((int64_t)train.tokens.size(), mc.seq_len, o.seed, paths.train);
   TokenFile val;
   if (!paths.val.empty()) val = read_token_file(paths.val, mc.vocab);
-  MetricsWriter metrics(rank0 ? o.metrics : "");
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
   Transformer model(mc, o.seed);
@@ -144,6 +145,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   zo.prefetch = o.prefetch_layers;
   zo.precision = dtype_from_name(o.precision);
   ZeroEngine engine(model, dp, zo);
+  MetricsWriter metrics(rank0 ? o.metrics : "");  // after the set-up: a failed start writes nothing
 
   const int B = o.micro_batch, T = mc.seq_len;
   const int64_t G = (int64_t)B * o.grad_accum * ndp;  // samples per global batch
@@ -159,7 +161,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
         (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
         (long long)G, T, ctx.world(), o.zero_stage, o.precision.c_str());
     if (store)
-      std::printf("zerotrain train: offloading%s%s to %s (%.0f MB resident at most)\n",
+      std::printf("zerotrain train: offloading%s%s to %s (%g MB resident at most)\n",
                   zo.optim_in_store ? " optimizer state" : "",
                   zo.params_in_store ? (zo.optim_in_store ? " and parameters" : " parameters") : "",
                   store->where().c_str(), o.nvme_buffer_mb);

@@ -88,8 +88,21 @@ void ShardStore::open() {
   // A size limit (ulimit -f) must give an error here, not kill the process with SIGXFSZ.
   std::signal(SIGXFSZ, SIG_IGN);
 
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  // Room first, before HDF5 writes anything: HDF5 1.10 does not recover from a failed write at
+  // close (a later library shutdown crashes), so claim more than the file will need up front.
   created_ = true;
+  {
+    int64_t need = 1 << 20;  // superblock, groups and dataset headers
+    for (const Array& a : arrays_) need += a.count * (int64_t)dtype_size(a.dt) + 4096;
+    int probe = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (probe < 0) fail("--nvme-dir '", dir_, "': cannot create ", path_, ": ", errno_text());
+    const int e = ::posix_fallocate(probe, 0, need);
+    ::close(probe);
+    if (e != 0)
+      fail("--nvme-dir '", dir_, "' has no room for ", path_, " (", need,
+           " bytes): ", std::strerror(e));
+  }
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   {
     H5Handle fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
     H5Pset_alignment(fapl.id, 4096, 4096);  // data extents start on 4 KiB boundaries
@@ -115,8 +128,11 @@ void ShardStore::open() {
       a.page_hash.assign((size_t)page_count(a.count * (int64_t)dtype_size(a.dt)), 0);
       file_bytes_ = std::max(file_bytes_, a.offset + a.count * (int64_t)dtype_size(a.dt));
     }
-    if (H5Fclose(file.id) < 0) fail("cannot write ", path_, " (disk full?)");
-    file.id = -1;
+    const herr_t closed = H5Fclose(file.id);
+    file.id = -1;  // closed even when that failed: never close twice
+    if (closed < 0)
+      fail("--nvme-dir '", dir_, "' has no room for ", path_, " (", file_bytes_,
+           " bytes): HDF5 could not write it");
   }
   fd_ = ::open(path_.c_str(), O_RDWR);
   if (fd_ < 0) fail("cannot open ", path_, ": ", errno_text());

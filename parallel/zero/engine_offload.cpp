@@ -1,6 +1,7 @@
 // engine_offload.cpp: the ZeRO engine's state store side (engine.h, "Offload") and the
 // optimizer update over every unit, in memory or streamed through the store tile by tile.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "parallel/zero/engine.h"
@@ -46,9 +47,10 @@ void ZeroEngine::define_store_arrays() {
   for (int a = 0; a < kStateArrays; ++a)
     if (units_[0]->sid[a] >= 0) bpe += a == kParams ? (int64_t)dtype_size(cdt) : 4;
   const int64_t budget = opt_.store_buffer_bytes;
+  const double budget_mb = std::round(budget / kMB * 1000) / 1000;  // as the user wrote it
   tile_ = budget / (kSlots * bpe) / kTileAlign * kTileAlign;
   if (tile_ < kTileAlign)
-    fail("--nvme-buffer-mb ", budget / kMB, " is too small: the offloaded optimizer step streams ",
+    fail("--nvme-buffer-mb ", budget_mb, " is too small: the offloaded optimizer step streams ",
          kSlots, " tiles of at least ", kTileAlign, " elements (", kTileAlign * bpe * kSlots / kMB,
          " MB in all)");
   tile_ = std::min(tile_, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign);
@@ -57,10 +59,11 @@ void ZeroEngine::define_store_arrays() {
     // in flight at once.
     const int64_t need = std::max(1, opt_.prefetch) * max_shard_bytes;
     if (need > budget)
-      fail("--nvme-buffer-mb ", budget / kMB,
+      fail("--nvme-buffer-mb ", budget_mb,
            " is too small for --offload-params nvme: ", std::max(1, opt_.prefetch),
            " parameter shard(s) of up to ", max_shard_bytes / kMB,
-           " MB are resident while their all-gathers run; use at least ", need / kMB, " MB");
+           " MB are resident while their all-gathers run; use at least ",
+           std::ceil(need / kMB * 100) / 100, " MB");
   }
   st.open();
 }
