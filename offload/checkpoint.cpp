@@ -5,11 +5,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <thread>
 
 #include "offload/hdf5.h"
 #include "runtime/error.h"
@@ -28,7 +33,6 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
-// Writes `text` to path via a temporary file, fsync, rename.
 // Writes `text` to path via a temporary file and a rename; `durable` also fsyncs it first.
 void write_file_atomic(const fs::path& path, const std::string& text, bool durable = true) {
   fs::path tmp = path;
@@ -72,16 +76,142 @@ void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
   }
 }
 
-}  // namespace
+constexpr uint64_t kPrime = 1099511628211ull, kBasis = 1469598103934665603ull;
 
-uint64_t file_checksum(const std::string& path) {
-  // Four independent FNV-1a-style lanes over 8-byte words (the tail zero-padded), folded at the
-  // end: the same detection of flipped or truncated bytes as byte-wise FNV-1a, at memory speed.
+// The rank-file checksum ("page_hash64" in the manifest): every 4 KiB page of the file (the last
+// one zero-padded) gets four FNV-1a-style lanes over its 8-byte words, folded; the page hashes are
+// folded in file order, then the length. It detects flipped, swapped and truncated bytes like
+// FNV-1a over the file, but the pages can be hashed in any order: the writer hashes the pages that
+// hold tensor data from the tensors in memory while later ones are still being written, and reads
+// back only the few pages around them (HDF5 metadata) once the file is closed.
+constexpr int64_t kPage = 4096;
+
+uint64_t page_hash(const unsigned char* page) {
+  uint64_t lane[4] = {kBasis, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull};
+  for (int64_t i = 0; i < kPage; i += 32)
+    for (int k = 0; k < 4; ++k) {
+      uint64_t w;
+      std::memcpy(&w, page + i + 8 * k, 8);
+      lane[k] = (lane[k] ^ w) * kPrime;
+    }
+  uint64_t h = lane[0];
+  for (int k = 1; k < 4; ++k) h = (h ^ lane[k]) * kPrime;
+  return h;
+}
+
+uint64_t fold_pages(const std::vector<uint64_t>& pages, uint64_t bytes) {
+  uint64_t h = kBasis;
+  for (uint64_t p : pages) h = (h ^ p) * kPrime;
+  return (h ^ bytes) * kPrime;
+}
+
+// The checksum of the file at `path` given the hashes of some of its pages (page index, hash):
+// the others are read from the file.
+uint64_t page_checksum(const std::string& path,
+                       const std::vector<std::pair<int64_t, uint64_t>>& known) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot read '", path, "'");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const off_t bytes = ::lseek(fd, 0, SEEK_END);
+  if (bytes < 0) fail("cannot read '", path, "'");
+  const int64_t npages = (bytes + kPage - 1) / kPage;
+  std::vector<uint64_t> hash(npages);
+  std::vector<char> have(npages, 0);
+  for (auto [page, h] : known)
+    if (page < npages) hash[page] = h, have[page] = 1;
+  constexpr int64_t kRun = 256;  // pages per read (1 MiB)
+  std::vector<unsigned char> buf(kRun * kPage);
+  for (int64_t i = 0; i < npages;) {
+    if (have[i]) {
+      ++i;
+      continue;
+    }
+    int64_t j = i + 1;
+    while (j < npages && j - i < kRun && !have[j]) ++j;
+    const int64_t want = std::min<int64_t>((j - i) * kPage, bytes - i * kPage);
+    for (int64_t got = 0; got < want;) {
+      ssize_t n = ::pread(fd, buf.data() + got, (size_t)(want - got), i * kPage + got);
+      if (n <= 0) fail("cannot read '", path, "'");
+      got += n;
+    }
+    std::memset(buf.data() + want, 0, (size_t)((j - i) * kPage - want));
+    for (int64_t k = i; k < j; ++k) hash[k] = page_hash(buf.data() + (k - i) * kPage);
+    i = j;
+  }
+  return fold_pages(hash, (uint64_t)bytes);
+}
+
+// The pages of a file being written that lie wholly inside one dataset's stored data, hashed from
+// the data in memory on a second thread while the following datasets are written.
+class DataPageHasher {
+ public:
+  DataPageHasher() : worker_([this] { run(); }) {}
+  ~DataPageHasher() { stop(); }
+  DataPageHasher(const DataPageHasher&) = delete;
+  DataPageHasher& operator=(const DataPageHasher&) = delete;
+
+  // `bytes` bytes at file offset `at` hold `data` (which must stay unchanged until finish()).
+  void add(int64_t at, const void* data, int64_t bytes) {
+    if (at < 0 || bytes < kPage) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back({at, static_cast<const unsigned char*>(data), bytes});
+    cv_.notify_one();
+  }
+
+  // The checksum of the closed file at `path`: the pages not hashed yet are read from it.
+  uint64_t finish(const std::string& path) {
+    stop();
+    return page_checksum(path, done_);
+  }
+
+ private:
+  struct Job {
+    int64_t at;
+    const unsigned char* data;
+    int64_t bytes;
+  };
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, all done
+      Job j = jobs_.front();
+      jobs_.pop_front();
+      lock.unlock();
+      for (int64_t page = (j.at + kPage - 1) / kPage; (page + 1) * kPage <= j.at + j.bytes; ++page)
+        done_.push_back({page, page_hash(j.data + (page * kPage - j.at))});
+      lock.lock();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    worker_.join();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::vector<std::pair<int64_t, uint64_t>> done_;  // page, hash; the worker's until stop()
+  std::thread worker_;
+};
+
+// The checksum of an earlier format ("hash64" in the manifest): four FNV-1a-style lanes over the
+// file's 8-byte words, folded. Still verified so that older checkpoints load.
+uint64_t file_checksum_v1(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) fail("cannot read '", path, "'");
-  constexpr uint64_t kPrime = 1099511628211ull;
-  uint64_t lane[4] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
-                      0x165667b19e3779f9ull};
+  uint64_t lane[4] = {kBasis, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull};
   std::vector<uint64_t> buf(1 << 17);  // 1 MiB
   uint64_t total = 0;
   size_t n;
@@ -100,6 +230,10 @@ uint64_t file_checksum(const std::string& path) {
   return h;
 }
 
+}  // namespace
+
+uint64_t file_checksum(const std::string& path) { return page_checksum(path, {}); }
+
 std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step) {
   return (fs::path(ckpt_dir) / (step_name(step) + ".tmp")).string();
 }
@@ -117,11 +251,18 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step) {
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
                          int64_t step) {
+  // The stored elements are the tensors' bytes as they are in memory (f32 little-endian), so the
+  // pages holding them are hashed from memory.
+  static_assert(std::endian::native == std::endian::little);
+  constexpr int64_t kWriteback = 8 << 20;  // start writing to disk every this many bytes
   char name[32];
   std::snprintf(name, sizeof name, "rank_%05d.h5", rank);
   const fs::path path = fs::path(tmp_dir) / name;
+  DataPageHasher hasher;
   {
     H5File f = H5File::create(path.string());
+    const int fd = f.fd();
+    int64_t unflushed = 0;
     for (const ParamSpec& p : table.params) {
       // This rank's even piece of the flattened tensor (the first numel % world get one more).
       const int64_t base = p.numel / world, extra = p.numel % world;
@@ -133,8 +274,16 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
       for (auto [group, src] : {std::pair{"params/", &params}, std::pair{"optim/exp_avg/", &m},
                                 std::pair{"optim/exp_avg_sq/", &v}}) {
         const std::string ds = group + p.name;
-        h5_write_f32(f, ds, (*src)[p.unit].data() + at, shape);
+        const float* data = (*src)[p.unit].data() + at;
+        hasher.add(h5_write_f32(f, ds, data, shape), data, n * (int64_t)sizeof(float));
         h5_write_attr_i64(f, ds, "logical_offset", off);
+      }
+      // Start writeback of what is written so far (fsync below still waits for all of it), so
+      // the disk works while the rest is written instead of only afterwards.
+      unflushed += 3 * n * (int64_t)sizeof(float);
+      if (fd >= 0 && unflushed >= kWriteback) {
+        ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        unflushed = 0;
       }
     }
     h5_write_attr_i64(f, "/", "rank", rank);
@@ -142,9 +291,10 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     h5_write_attr_i64(f, "/", "step", step);
     f.close();
   }
-  // The checksum reads the file back from the page cache while fsync puts it on disk (before
-  // COMPLETE can name it).
-  std::future<uint64_t> sum = std::async(std::launch::async, [&] { return file_checksum(path); });
+  // The pages not hashed from memory (HDF5's metadata around the data) are read back from the
+  // page cache while fsync puts the file on disk (before COMPLETE can name it).
+  std::future<uint64_t> sum =
+      std::async(std::launch::async, [&] { return hasher.finish(path.string()); });
   fsync_file(path);
   return {name, (uint64_t)fs::file_size(path), sum.get()};
 }
@@ -162,7 +312,7 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
                       {"partition", "even split of the flattened tensor over the rank files"}});
   nlohmann::json jfiles = nlohmann::json::array();
   for (const RankFile& f : files)
-    jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"hash64", f.checksum}});
+    jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"page_hash64", f.checksum}});
   nlohmann::json manifest = {{"format", kFormat},   {"version", kVersion}, {"step", st.step},
                              {"tokens", st.tokens}, {"config", cfg},       {"train", st.train},
                              {"layout", layout},    {"params", ptable},    {"files", jfiles}};
@@ -205,7 +355,13 @@ void verify_files(const fs::path& d, const nlohmann::json& manifest) {
     if (fs::file_size(p) != f.at("bytes").get<uint64_t>())
       fail("checkpoint file '", p.string(), "' has ", fs::file_size(p), " bytes, manifest says ",
            f.at("bytes").get<uint64_t>(), " (truncated?)");
-    if (file_checksum(p.string()) != f.at("hash64").get<uint64_t>())
+    // page_hash64: file_checksum; hash64: the whole-file checksum of older checkpoints.
+    const bool paged = f.contains("page_hash64");
+    if (!paged && !f.contains("hash64"))
+      fail("checkpoint manifest '", (d / "manifest.json").string(), "' has no checksum for '",
+           p.string(), "'");
+    const uint64_t want = f.at(paged ? "page_hash64" : "hash64").get<uint64_t>();
+    if ((paged ? file_checksum(p.string()) : file_checksum_v1(p.string())) != want)
       fail("checkpoint file '", p.string(), "' fails its checksum (damaged)");
   }
 }

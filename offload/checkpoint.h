@@ -80,6 +80,8 @@ ModelConfig checkpoint_model_config(const std::string& path);
 // Parameters only, for eval/generate: from a checkpoint (any form above) or an exported model.h5.
 void load_model_weights(const std::string& path, Transformer& model);
 
-uint64_t file_checksum(const std::string& path);  // 64-bit multi-lane FNV-1a of the file
+// The manifest's checksum of a rank file: multi-lane FNV-1a of each 4 KiB page, the page hashes
+// folded in order with the length (write_rank_file hashes most pages from memory as it writes).
+uint64_t file_checksum(const std::string& path);
 
 }  // namespace zt

@@ -97,8 +97,8 @@ std::vector<T> read_dataset(hid_t loc, const std::string& path, hid_t mem_type, 
   return out;
 }
 
-void write_dataset(hid_t loc, const std::string& path, hid_t mem_type, hid_t file_type,
-                   const void* data, const std::vector<int64_t>& shape) {
+int64_t write_dataset(hid_t loc, const std::string& path, hid_t mem_type, hid_t file_type,
+                      const void* data, const std::vector<int64_t>& shape) {
   quiet();
   int64_t count = 1;
   for (int64_t d : shape) {
@@ -116,8 +116,11 @@ void write_dataset(hid_t loc, const std::string& path, hid_t mem_type, hid_t fil
   Handle ds(H5Dcreate2(loc, path.c_str(), file_type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT),
             H5Dclose);
   if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot create");
-  if (count > 0 && H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+  if (count == 0) return -1;
+  if (H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     h5_fail(loc, "dataset", path, "cannot write");
+  const haddr_t at = H5Dget_offset(ds);
+  return at == HADDR_UNDEF ? -1 : (int64_t)at;
 }
 
 Handle open_attr(hid_t loc, const std::string& obj, const std::string& name) {
@@ -178,6 +181,12 @@ H5File H5File::create(const std::string& path) {
     fail(path, ": cannot create HDF5 file", why.empty() ? "" : " (" + why + ")");
   }
   return H5File(id, path);
+}
+
+int H5File::fd() const {
+  void* handle = nullptr;
+  if (id_ < 0 || H5Fget_vfd_handle(id_, H5P_DEFAULT, &handle) < 0 || !handle) return -1;
+  return *static_cast<int*>(handle);
 }
 
 H5File::H5File(H5File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
@@ -299,17 +308,17 @@ std::vector<int64_t> h5_read_i64(hid_t loc, const std::string& path) {
   return read_dataset<int64_t>(loc, path, H5T_NATIVE_INT64, "i64");
 }
 
-void h5_write_f32(hid_t loc, const std::string& path, const float* data,
-                  const std::vector<int64_t>& shape) {
-  write_dataset(loc, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, shape);
+int64_t h5_write_f32(hid_t loc, const std::string& path, const float* data,
+                     const std::vector<int64_t>& shape) {
+  return write_dataset(loc, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, data, shape);
 }
-void h5_write_f64(hid_t loc, const std::string& path, const double* data,
-                  const std::vector<int64_t>& shape) {
-  write_dataset(loc, path, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, shape);
+int64_t h5_write_f64(hid_t loc, const std::string& path, const double* data,
+                     const std::vector<int64_t>& shape) {
+  return write_dataset(loc, path, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, shape);
 }
-void h5_write_i64(hid_t loc, const std::string& path, const int64_t* data,
-                  const std::vector<int64_t>& shape) {
-  write_dataset(loc, path, H5T_NATIVE_INT64, H5T_STD_I64LE, data, shape);
+int64_t h5_write_i64(hid_t loc, const std::string& path, const int64_t* data,
+                     const std::vector<int64_t>& shape) {
+  return write_dataset(loc, path, H5T_NATIVE_INT64, H5T_STD_I64LE, data, shape);
 }
 
 // ---- attributes ----

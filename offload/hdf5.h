@@ -27,6 +27,9 @@ class H5File {
   hid_t id() const { return id_; }
   operator hid_t() const { return id_; }
   const std::string& path() const { return path_; }
+  // The POSIX descriptor under the file (the default sec2 driver), e.g. to start writeback early;
+  // -1 when the driver has none.
+  int fd() const;
 
  private:
   H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
@@ -62,13 +65,16 @@ std::vector<float> h5_read_f32(hid_t loc, const std::string& path);
 std::vector<int64_t> h5_read_i64(hid_t loc, const std::string& path);
 
 // New dataset of `shape` ({} = scalar); missing parent groups are created; an existing dataset is
-// an error.
-void h5_write_f32(hid_t loc, const std::string& path, const float* data,
-                  const std::vector<int64_t>& shape);
-void h5_write_f64(hid_t loc, const std::string& path, const double* data,
-                  const std::vector<int64_t>& shape);
-void h5_write_i64(hid_t loc, const std::string& path, const int64_t* data,
-                  const std::vector<int64_t>& shape);
+// an error. The data is stored contiguously (written from `data` itself where the file type is the
+// memory type, as for little-endian machines). Returns the file offset of the stored elements (-1
+// when none were stored); on a little-endian machine they are the bytes of `data` once the file is
+// closed.
+int64_t h5_write_f32(hid_t loc, const std::string& path, const float* data,
+                     const std::vector<int64_t>& shape);
+int64_t h5_write_f64(hid_t loc, const std::string& path, const double* data,
+                     const std::vector<int64_t>& shape);
+int64_t h5_write_i64(hid_t loc, const std::string& path, const int64_t* data,
+                     const std::vector<int64_t>& shape);
 
 // Scalar attributes of the object at obj_path ("." or "/" for loc itself). Strings read fixed or
 // variable length; they are written as variable-length UTF-8. Writing replaces an existing one.
