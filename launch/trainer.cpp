@@ -257,10 +257,12 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (!std::isfinite(ce)) fail("loss became ", ce, " at step ", step + 1, " (try a lower --lr)");
     const double lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
     StepStats ss;
+    const double t_opt = now_ms();
     {
       TraceScope ts("optimizer step");
       ss = engine.finish_step(lr, o.clip_grad, o.adamw, step + 1);
     }
+    const double optimizer_ms = now_ms() - t_opt;
     const double step_ms = now_ms() - t0;
     CommStats dc = comm_stats() - c0;
     state.step = step + 1;
@@ -289,7 +291,8 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
         j["offload"] = {{"read_bytes", io.read_bytes - io0.read_bytes},
                         {"write_bytes", io.write_bytes - io0.write_bytes},
                         {"io_busy_ms", io.busy_ms - io0.busy_ms},
-                        {"io_wait_ms", ss.io_wait_ms}};
+                        {"io_wait_ms", ss.io_wait_ms},
+                        {"optimizer_ms", optimizer_ms}};
       }
       if (do_eval || (last && std::isfinite(last_val))) j["val_loss"] = last_val;
       if (zo.precision == DType::fp16) {
