@@ -1,6 +1,7 @@
-// bench_io.cpp: checkpoint I/O against plain sequential I/O. Both sides are made durable (fsync)
-// when writing and evicted from the page cache (posix_fadvise DONTNEED after the fsync) before
-// reading, so both measure the disk. One JSON line per measurement (SPEC section 3).
+// bench_io.cpp: checkpoint (and, through bench_store.h, offload shard-store) I/O against plain
+// sequential I/O. Both sides are made durable (fsync) when writing and evicted from the page
+// cache (posix_fadvise DONTNEED after the fsync) before reading, so both measure the disk. One JSON
+// line per measurement (SPEC section 3).
 #include "launch/bench_io.h"
 
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "launch/bench_store.h"
 #include "model/params.h"
 #include "offload/checkpoint.h"
 #include "runtime/error.h"
@@ -123,6 +125,8 @@ int bench_io(int argc, char** argv) {
   line("raw_read", bytes, best_rr);
   std::fprintf(stderr, "bench io: checkpoint write %.2f and read %.2f of the raw rate\n",
                best_rw / best_cw, best_rr / best_cr);
+  bench_store(fs::path(dir) / cat("store-", getpid()), table, repeat,
+              (double)bytes / (best_rw / 1000) / 1e9, (double)bytes / (best_rr / 1000) / 1e9);
   return 0;
 }
 

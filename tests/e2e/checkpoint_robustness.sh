@@ -18,7 +18,7 @@ for _ in $(seq 600); do
   [[ -f $WORK/kill.jsonl && $(wc -l <"$WORK/kill.jsonl") -ge 15 ]] && break
   sleep 0.1
 done
-kill -KILL "$(pgrep -x zerotrain | tail -n 1)"
+kill -KILL "$(pgrep -P "$job" -x zerotrain | tail -n 1)"  # this job's rank, not another test's
 wait "$job" && fail "the killed job exited 0"
 latest=$(cat "$WORK/kill/latest")
 [[ -f $WORK/kill/$latest/COMPLETE ]] || fail "latest ($latest) is not complete"

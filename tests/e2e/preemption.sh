@@ -14,7 +14,7 @@ for _ in $(seq 600); do  # wait until 20 steps are logged (at most 60 s)
   [[ -f $WORK/pre.jsonl && $(wc -l <"$WORK/pre.jsonl") -ge 20 ]] && break
   sleep 0.1
 done
-rank=$(pgrep -x zerotrain | tail -n 1)
+rank=$(pgrep -P "$job" -x zerotrain | tail -n 1)  # this job's rank, not another test's
 [[ -n $rank ]] || fail "no rank to signal"
 kill -TERM "$rank"
 rc=0; wait "$job" || rc=$?
