@@ -15,7 +15,7 @@ a = rows('adamw.jsonl')
 assert {o['impl'] for o in a} == {'scalar', 'reference'}, a
 assert all(o['gparams_per_s'] > 0 and o['gbs'] > 0 and o['triad_gbs'] > 0 for o in a), a
 io = rows('io.jsonl')
-assert {o['what'] for o in io} == {'ckpt_write', 'raw_write', 'ckpt_read', 'raw_read'}, io
+assert {o['what'] for o in io} == {'ckpt_write', 'raw_write', 'ckpt_read', 'raw_read', 'store_write', 'store_read'}, io
 assert all(o['bench'] == 'io' and o['bytes'] > 0 and o['gbs'] > 0 for o in io), io
 PY
 [[ -z $(ls "$WORK" | grep -v jsonl) ]] || fail "bench io left files behind: $(ls "$WORK")"
