@@ -217,6 +217,7 @@ void ShardStore::do_read(Array& a, int64_t byte0, int64_t bytes, char* dst) {
     ZT_CHECK(want != 0, "'", a.name, "' page ", b / kStorePageBytes, " read before written");
     if (hash_bytes(dst + (b - byte0), (size_t)len) != want)
       fail("offload shard file ", path_, " is damaged: '", a.name, "' bytes ", b, "-", b + len,
+           " (of the dataset)",
            " differ from what was written (the run cannot continue; resume from the last "
            "checkpoint)");
   }

@@ -4,8 +4,9 @@
 # 1e-6, the acceptance bar; the arithmetic is the same, so the difference is 0), with a buffer
 # smaller than the offloaded state; the metrics say where each category lives and what moved.
 # An offloaded run checkpoints and resumes exactly, and its checkpoint resumes in memory on
-# another layout. Bad input (no --nvme-dir, an unusable or full one, a buffer too small,
-# parameter offload below stage 3) is one clear error line and leaves nothing behind.
+# another layout. A shard file damaged or removed mid-run stops the job with an error naming it.
+# Bad input (no --nvme-dir, an unusable or full one, a buffer too small, parameter offload below
+# stage 3) is one clear error line and leaves nothing behind.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
@@ -76,6 +77,41 @@ worst = max(abs(a[s] - b[s]) / a[s] for s in b)
 assert worst <= 1e-5, worst
 print(f'offloaded dp=2 stage 3 checkpoint resumed in memory at dp=1 stage 0: {worst:.1e}')
 PY
+
+# The shard file damaged or removed under a running 2-rank job: the job stops with an error
+# naming the file (no hang, no silent use of bad state), and the failing rank removes its file.
+damage() {  # damage NAME ACTION: ACTION runs (repeatedly) on rank 0's shard file while training
+  local name=$1 action=$2 f="$WORK/nv-$1/offload_rank_00000.h5"
+  timeout 120 mpirun -np 2 "$ZT" train "${C[@]}" --steps 100000 --zero-stage 3 \
+    --offload-optimizer nvme --offload-params nvme --nvme-dir "$WORK/nv-$name" \
+    --metrics "$WORK/$name.jsonl" >"$WORK/$name.log" 2>&1 &
+  local job=$!
+  for _ in $(seq 600); do
+    [[ -f $WORK/$name.jsonl && $(wc -l <"$WORK/$name.jsonl") -ge 5 ]] && break
+    sleep 0.1
+  done
+  for _ in $(seq 200); do  # until the job notices (a write may repair a byte before a read)
+    kill -0 "$job" 2>/dev/null || break
+    $action "$f"
+    sleep 0.05
+  done
+  local rc=0; wait "$job" || rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || fail "$name: the job exited $rc"
+  grep -q "offload_rank_00000.h5" "$WORK/$name.log" || fail "$name: no error naming the file: $(tail -n 3 "$WORK/$name.log")"
+  echo "$name: $(grep -m1 "error" "$WORK/$name.log")"
+}
+scribble() {  # 16 bytes of 0x5a into unit_1/exp_avg's data (its offset from h5dump)
+  local off
+  off=$(h5dump -p -H -d unit_1/exp_avg "$1" 2>/dev/null | awk '/OFFSET/ {print $2}') || return 0
+  [[ -n $off ]] || return 0
+  printf 'ZZZZZZZZZZZZZZZZ' | dd of="$1" bs=1 seek=$((off + 1000)) conv=notrunc status=none
+}
+damage flipped scribble
+grep -q "damaged" "$WORK/flipped.log" || fail "flipped: not reported as damaged"
+[[ ! -e $WORK/nv-flipped/offload_rank_00000.h5 ]] || fail "flipped: the damaged shard file stayed"
+remove() { rm -f "$1"; }
+damage removed remove
+grep -q "removed or replaced" "$WORK/removed.log" || fail "removed: not reported as removed"
 
 # Bad input: exit 2, one line naming the problem, no metrics file, no shard file left.
 expect_error() {
