@@ -182,9 +182,12 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   if (o.resume == "auto" && !o.ckpt_dir.empty()) resume_from = find_latest_checkpoint(o.ckpt_dir);
   if (o.resume != "auto" && o.resume != "none") resume_from = resolve_checkpoint(o.resume);
   if (!resume_from.empty()) {
-    UnitVectors p, m, v;
-    load_checkpoint(resume_from, mc, model.table, p, &m, &v, &state);
-    engine.load_full_state(p, &m, &v);
+    // Unit by unit: one unit's full state in memory at a time.
+    load_checkpoint(
+        resume_from, mc, model.table,
+        [&](int u, const std::vector<float>& p, const std::vector<float>* m,
+            const std::vector<float>* v) { engine.load_unit_state(u, p, m, v); },
+        true, &state);
     if (rank0)
       std::printf("zerotrain train: resuming from %s (step %lld)\n", resume_from.c_str(),
                   (long long)state.step);
@@ -198,12 +201,18 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     return r.ce;
   };
   auto checkpoint = [&]() {  // every rank writes its piece in parallel; rank 0 seals it
-    UnitVectors p, m, v;
-    engine.gather_full_state(p, &m, &v);
     if (rank0) prepare_checkpoint_dir(o.ckpt_dir, state.step);
     world->barrier().wait();
-    RankFile mine = write_rank_file(checkpoint_tmp_dir(o.ckpt_dir, state.step), ctx.rank(),
-                                    ctx.world(), model.table, p, m, v, state.step);
+    // Unit by unit (every rank gathers unit u together, then writes its piece of it): one unit's
+    // full state in memory at a time.
+    std::vector<float> up, um, uv;
+    RankFile mine = write_rank_file(
+        checkpoint_tmp_dir(o.ckpt_dir, state.step), ctx.rank(), ctx.world(), model.table,
+        [&](int u) {
+          engine.gather_unit_state(u, up, &um, &uv);
+          return UnitState{up.data(), um.data(), uv.data()};
+        },
+        state.step);
     std::vector<std::string> sums =
         gather_strings(*world, std::to_string(mine.bytes) + " " + std::to_string(mine.checksum));
     if (rank0) {

@@ -161,6 +161,12 @@ class DataPageHasher {
     cv_.notify_one();
   }
 
+  // Waits until every page added so far is hashed (its data may then change).
+  void wait_idle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+  }
+
   // The checksum of the closed file at `path`: the pages not hashed yet are read from it.
   uint64_t finish(const std::string& path) {
     stop();
@@ -181,10 +187,13 @@ class DataPageHasher {
       if (jobs_.empty()) return;  // stopping, all done
       Job j = jobs_.front();
       jobs_.pop_front();
+      busy_ = true;
       lock.unlock();
       for (int64_t page = (j.at + kPage - 1) / kPage; (page + 1) * kPage <= j.at + j.bytes; ++page)
         done_.push_back({page, page_hash(j.data + (page * kPage - j.at))});
       lock.lock();
+      busy_ = false;
+      if (jobs_.empty()) idle_cv_.notify_all();
     }
   }
 
@@ -199,9 +208,9 @@ class DataPageHasher {
   }
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, idle_cv_;
   std::deque<Job> jobs_;
-  bool stopping_ = false;
+  bool stopping_ = false, busy_ = false;
   std::vector<std::pair<int64_t, uint64_t>> done_;  // page, hash; the worker's until stop()
   std::thread worker_;
 };
@@ -251,6 +260,16 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step) {
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
                          int64_t step) {
+  return write_rank_file(
+      tmp_dir, rank, world, table,
+      [&](int u) {
+        return UnitState{params[u].data(), m[u].data(), v[u].data()};
+      },
+      step);
+}
+
+RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
+                         const UnitSource& state, int64_t step) {
   // The stored elements are the tensors' bytes as they are in memory (f32 little-endian), so the
   // pages holding them are hashed from memory.
   static_assert(std::endian::native == std::endian::little);
@@ -263,29 +282,35 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     H5File f = H5File::create(path.string());
     const int fd = f.fd();
     int64_t unflushed = 0;
-    for (const ParamSpec& p : table.params) {
-      // This rank's even piece of the flattened tensor (the first numel % world get one more).
-      const int64_t base = p.numel / world, extra = p.numel % world;
-      const int64_t n = base + (rank < extra ? 1 : 0);
-      const int64_t off = rank * base + std::min<int64_t>(rank, extra);
-      if (n == 0) continue;
-      const std::vector<int64_t> shape = n == p.numel ? p.shape : std::vector<int64_t>{n};
-      const int64_t at = p.offset + off;
-      for (auto [group, src] : {std::pair{"params/", &params}, std::pair{"optim/exp_avg/", &m},
-                                std::pair{"optim/exp_avg_sq/", &v}}) {
-        const std::string ds = group + p.name;
-        const float* data = (*src)[p.unit].data() + at;
-        hasher.add(h5_write_f32(f, ds, data, shape), data, n * (int64_t)sizeof(float));
-        h5_write_attr_i64(f, ds, "logical_offset", off);
-      }
-      // Start writeback of what is written so far (fsync below still waits for all of it), so
-      // the disk works while the rest is written instead of only afterwards.
-      unflushed += 3 * n * (int64_t)sizeof(float);
-      if (fd >= 0 && unflushed >= kWriteback) {
-        ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        unflushed = 0;
+    for (int u = 0; u < table.num_units(); ++u) {
+      hasher.wait_idle();  // the previous unit's data may go now
+      const UnitState us = state(u);
+      for (const ParamSpec& p : table.params) {
+        if (p.unit != u) continue;
+        // This rank's even piece of the flattened tensor (the first numel % world get one more).
+        const int64_t base = p.numel / world, extra = p.numel % world;
+        const int64_t n = base + (rank < extra ? 1 : 0);
+        const int64_t off = rank * base + std::min<int64_t>(rank, extra);
+        if (n == 0) continue;
+        const std::vector<int64_t> shape = n == p.numel ? p.shape : std::vector<int64_t>{n};
+        const int64_t at = p.offset + off;
+        for (auto [group, src] : {std::pair{"params/", us.p}, std::pair{"optim/exp_avg/", us.m},
+                                  std::pair{"optim/exp_avg_sq/", us.v}}) {
+          const std::string ds = group + p.name;
+          const float* data = src + at;
+          hasher.add(h5_write_f32(f, ds, data, shape), data, n * (int64_t)sizeof(float));
+          h5_write_attr_i64(f, ds, "logical_offset", off);
+        }
+        // Start writeback of what is written so far (fsync below still waits for all of it), so
+        // the disk works while the rest is written instead of only afterwards.
+        unflushed += 3 * n * (int64_t)sizeof(float);
+        if (fd >= 0 && unflushed >= kWriteback) {
+          ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+          unflushed = 0;
+        }
       }
     }
+    hasher.wait_idle();
     h5_write_attr_i64(f, "/", "rank", rank);
     h5_write_attr_i64(f, "/", "world", world);
     h5_write_attr_i64(f, "/", "step", step);
@@ -422,47 +447,70 @@ std::string resolve_checkpoint(const std::string& path) {
 
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
+  params.assign(table.num_units(), {});
+  if (m) m->assign(table.num_units(), {});
+  if (v) v->assign(table.num_units(), {});
+  load_checkpoint(
+      step_dir, cfg, table,
+      [&](int u, const std::vector<float>& p, const std::vector<float>* um,
+          const std::vector<float>* uv) {
+        params[u] = p;
+        if (m) (*m)[u] = *um;
+        if (v) (*v)[u] = *uv;
+      },
+      m || v, st);
+}
+
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     const UnitSink& sink, bool moments, TrainState* st) {
   nlohmann::json man = read_manifest(step_dir, /*verify=*/false);
   check_config_matches(man.at("config"), cfg, step_dir);
   // The checksums are verified on a second thread while the tensors are read (both pull the same
-  // pages from disk once); nothing read is handed back before the verification has passed.
+  // pages from disk once). A damaged file throws below, before the caller trains on anything.
   std::future<void> verified =
       std::async(std::launch::async, [&] { verify_files(fs::path(step_dir), man); });
-  auto size_all = [&](UnitVectors* u) {
-    if (!u) return;
-    u->resize(table.num_units());
-    for (int i = 0; i < table.num_units(); ++i) (*u)[i].assign(table.unit_numel[i], 0.0f);
-  };
-  size_all(&params);
-  size_all(m);
-  size_all(v);
-  // Every rank file holds a piece of every tensor at its logical offset; together they cover it.
-  std::vector<int64_t> covered(table.params.size(), 0);
-  for (const auto& entry : man.at("files")) {
-    const fs::path file = fs::path(step_dir) / entry.at("name").get<std::string>();
-    H5File f = H5File::open(file.string());
-    for (size_t k = 0; k < table.params.size(); ++k) {
-      const ParamSpec& p = table.params[k];
-      if (!h5_exists(f, "params/" + p.name)) continue;
-      for (auto [group, dst] : {std::pair{"params/", &params}, std::pair{"optim/exp_avg/", m},
-                                std::pair{"optim/exp_avg_sq/", v}}) {
-        if (!dst) continue;
-        const std::string ds = group + p.name;
-        const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
-        std::vector<float> x = h5_read_f32(f, ds);
-        if (off < 0 || off + (int64_t)x.size() > p.numel)
-          fail("checkpoint file '", file.string(), "' dataset ", ds, " (", x.size(),
-               " elements at offset ", off, ") does not fit ", p.name, "'s ", p.numel);
-        std::copy(x.begin(), x.end(), (*dst)[p.unit].begin() + p.offset + off);
-        if (group == std::string("params/")) covered[k] += (int64_t)x.size();
+  try {
+    std::vector<H5File> files;
+    for (const auto& entry : man.at("files"))
+      files.push_back(
+          H5File::open((fs::path(step_dir) / entry.at("name").get<std::string>()).string()));
+    // Unit by unit (memory: one unit's full state): every rank file holds a piece of every
+    // tensor at its logical offset; together they cover it.
+    std::vector<float> up, um, uv;
+    for (int u = 0; u < table.num_units(); ++u) {
+      up.assign(table.unit_numel[u], 0.0f);
+      um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+      uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+      for (const ParamSpec& p : table.params) {
+        if (p.unit != u) continue;
+        int64_t covered = 0;
+        for (H5File& f : files) {
+          if (!h5_exists(f, "params/" + p.name)) continue;
+          for (auto [group, dst] : {std::pair{"params/", &up}, std::pair{"optim/exp_avg/", &um},
+                                    std::pair{"optim/exp_avg_sq/", &uv}}) {
+            if (dst->empty()) continue;
+            const std::string ds = group + p.name;
+            const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
+            std::vector<float> x = h5_read_f32(f, ds);
+            if (off < 0 || off + (int64_t)x.size() > p.numel)
+              fail("checkpoint file '", f.path(), "' dataset ", ds, " (", x.size(),
+                   " elements at offset ", off, ") does not fit ", p.name, "'s ", p.numel);
+            std::copy(x.begin(), x.end(), dst->begin() + p.offset + off);
+            if (dst == &up) covered += (int64_t)x.size();
+          }
+        }
+        if (covered != p.numel)
+          fail("checkpoint '", step_dir, "' holds ", covered, " of the ", p.numel, " elements of ",
+               p.name);
       }
+      sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
     }
+  } catch (...) {
+    verified.wait();  // a damaged file explains a read error better; report that one
+    verified.get();
+    throw;
   }
   verified.get();  // throws, naming the file, when one is truncated or damaged
-  for (size_t k = 0; k < table.params.size(); ++k)
-    if (covered[k] != table.params[k].numel)
-      fail("checkpoint '", step_dir, "' holds ", covered[k], " of the ", table.params[k].numel,
-           " elements of ", table.params[k].name);
   if (st) {
     st->step = man.at("step");
     st->tokens = man.at("tokens");

@@ -15,6 +15,7 @@
 // stage, precision) loads any checkpoint.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -48,6 +49,15 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
                          int64_t step);
+// Streaming form: state(u) gives unit u's full fp32 parameters and moments, called for u = 0, 1,
+// ... in order on every rank at once (it may be collective, e.g. ZeroEngine::gather_unit_state);
+// the pointers must stay valid until the next call. Memory: one unit's state, not the model's.
+struct UnitState {
+  const float *p, *m, *v;
+};
+using UnitSource = std::function<UnitState(int unit)>;
+RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
+                         const UnitSource& state, int64_t step);
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
                               const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
                               nlohmann::json layout, int keep_last);
@@ -74,6 +84,14 @@ nlohmann::json read_manifest(const std::string& step_dir, bool verify = true);
 // the caller takes its own part (ZeroEngine::load_full_state).
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st);
+
+// Streaming form: sink(u, params, m, v) receives each unit's full state in turn (m and v null
+// without `moments`); memory: one unit's state. The checksums are verified while reading; a
+// damaged file throws (after some units may have been handed over: discard them).
+using UnitSink = std::function<void(int unit, const std::vector<float>& params,
+                                    const std::vector<float>* m, const std::vector<float>* v)>;
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     const UnitSink& sink, bool moments, TrainState* st);
 
 // The model config stored with a checkpoint (step directory, checkpoint root or exported .h5).
 ModelConfig checkpoint_model_config(const std::string& path);

@@ -424,85 +424,93 @@ std::vector<float> take_shard(const UnitLayout& l, int r, const std::vector<floa
 }
 }  // namespace
 
+void ZeroEngine::gather_unit_state(int u, std::vector<float>& params, std::vector<float>* m,
+                                   std::vector<float>* v) {
+  drop_all_shards();
+  Unit& x = *units_[u];
+  const UnitLayout& l = x.lay;
+  std::vector<float> tmp;
+  // The fp32 master: the 16-bit runs' master buffer, else the fp32 parameters themselves.
+  const float* master = lowp() ? f32_state(x, kMaster, tmp) : f32_state(x, kParams, tmp);
+  const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
+  if (master_full)
+    params.assign(master, master + l.numel);
+  else
+    gather_shards(dp_, l, master, params);
+  for (auto [dst, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
+    if (!dst) continue;
+    const float* src = f32_state(x, a, tmp);
+    if (opt_.stage == 0)
+      dst->assign(src, src + l.numel);
+    else
+      gather_shards(dp_, l, src, *dst);
+  }
+}
+
 void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
                                    std::vector<std::vector<float>>* m,
                                    std::vector<std::vector<float>>* v) {
-  drop_all_shards();
   const size_t U = units_.size();
   params.resize(U);
   if (m) m->resize(U);
   if (v) v->resize(U);
-  std::vector<float> tmp;
-  for (size_t u = 0; u < U; ++u) {
-    Unit& x = *units_[u];
-    const UnitLayout& l = x.lay;
-    // The fp32 master: the 16-bit runs' master buffer, else the fp32 parameters themselves.
-    const float* master = lowp() ? f32_state(x, kMaster, tmp) : f32_state(x, kParams, tmp);
-    const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
-    if (master_full)
-      params[u].assign(master, master + l.numel);
-    else
-      gather_shards(dp_, l, master, params[u]);
-    for (auto [dst, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
-      if (!dst) continue;
-      const float* src = f32_state(x, a, tmp);
-      if (opt_.stage == 0)
-        (*dst)[u].assign(src, src + l.numel);
-      else
-        gather_shards(dp_, l, src, (*dst)[u]);
+  for (size_t u = 0; u < U; ++u)
+    gather_unit_state((int)u, params[u], m ? &(*m)[u] : nullptr, v ? &(*v)[u] : nullptr);
+}
+
+void ZeroEngine::load_unit_state(int u, const std::vector<float>& params,
+                                 const std::vector<float>* m, const std::vector<float>* v) {
+  drop_all_shards();
+  const int r = dp_.rank();
+  const DType cdt = opt_.precision;
+  Unit& x = *units_[u];
+  const UnitLayout& l = x.lay;
+  ZT_CHECK((int64_t)params.size() == l.numel, "unit ", u, " size ", params.size());
+  // What this rank keeps of a full fp32 unit array: stage 0 all of it (padded), else its shard.
+  auto state_part = [&](const std::vector<float>& full) {
+    if (opt_.stage > 0) return take_shard(l, r, full);
+    std::vector<float> padded(full);
+    padded.resize(l.padded(), 0.0f);
+    return padded;
+  };
+  if (opt_.stage < 3) {
+    std::vector<float> full(params);
+    full.resize(l.padded(), 0.0f);
+    f32_to(x.pfull.data(), cdt, full.data(), l.padded());
+  } else {
+    std::vector<float> mine = take_shard(l, r, params);
+    if (x.sid[kParams] >= 0) {
+      std::vector<uint8_t> p(l.shard() * dtype_size(cdt));
+      f32_to(p.data(), cdt, mine.data(), l.shard());
+      store_put(x, kParams, p.data());
+    } else {
+      f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
     }
+  }
+  if (lowp()) {
+    std::vector<float> part = state_part(params);
+    if (x.sid[kMaster] >= 0)
+      store_put(x, kMaster, part.data());
+    else
+      std::copy(part.begin(), part.end(), x.master.data());
+  }
+  for (auto [src, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
+    if (!src) continue;
+    ZT_CHECK((int64_t)src->size() == l.numel, "unit ", u, " moment size ", src->size());
+    std::vector<float> part = state_part(*src);
+    if (x.sid[a] >= 0)
+      store_put(x, a, part.data());
+    else
+      std::copy(part.begin(), part.end(), (a == kMomentM ? x.m : x.v).data());
   }
 }
 
 void ZeroEngine::load_full_state(const std::vector<std::vector<float>>& params,
                                  const std::vector<std::vector<float>>* m,
                                  const std::vector<std::vector<float>>* v) {
-  drop_all_shards();
-  const int r = dp_.rank();
-  const DType cdt = opt_.precision;
   ZT_CHECK(params.size() == units_.size(), "state has ", params.size(), " units");
-  // What this rank keeps of a full fp32 unit array: stage 0 all of it (padded), else its shard.
-  auto state_part = [&](const UnitLayout& l, const std::vector<float>& full) {
-    if (opt_.stage > 0) return take_shard(l, r, full);
-    std::vector<float> padded(full);
-    padded.resize(l.padded(), 0.0f);
-    return padded;
-  };
-  for (size_t u = 0; u < units_.size(); ++u) {
-    Unit& x = *units_[u];
-    const UnitLayout& l = x.lay;
-    ZT_CHECK((int64_t)params[u].size() == l.numel, "unit ", u, " size ", params[u].size());
-    if (opt_.stage < 3) {
-      std::vector<float> full(params[u]);
-      full.resize(l.padded(), 0.0f);
-      f32_to(x.pfull.data(), cdt, full.data(), l.padded());
-    } else {
-      std::vector<float> mine = take_shard(l, r, params[u]);
-      if (x.sid[kParams] >= 0) {
-        std::vector<uint8_t> p(l.shard() * dtype_size(cdt));
-        f32_to(p.data(), cdt, mine.data(), l.shard());
-        store_put(x, kParams, p.data());
-      } else {
-        f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
-      }
-    }
-    if (lowp()) {
-      std::vector<float> part = state_part(l, params[u]);
-      if (x.sid[kMaster] >= 0)
-        store_put(x, kMaster, part.data());
-      else
-        std::copy(part.begin(), part.end(), x.master.data());
-    }
-    for (auto [src, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
-      if (!src) continue;
-      ZT_CHECK((int64_t)(*src)[u].size() == l.numel, "unit ", u, " moment size ", (*src)[u].size());
-      std::vector<float> part = state_part(l, (*src)[u]);
-      if (x.sid[a] >= 0)
-        store_put(x, a, part.data());
-      else
-        std::copy(part.begin(), part.end(), (a == kMomentM ? x.m : x.v).data());
-    }
-  }
+  for (size_t u = 0; u < units_.size(); ++u)
+    load_unit_state((int)u, params[u], m ? &(*m)[u] : nullptr, v ? &(*v)[u] : nullptr);
 }
 
 }  // namespace zt
