@@ -61,7 +61,9 @@ double raw_read(const fs::path& p, std::vector<char>& buf) {
   return now_ms() - t0;
 }
 
-void line(const char* what, int64_t bytes, double ms) {
+}  // namespace
+
+void io_line(const char* what, int64_t bytes, double ms) {
   std::printf("%s\n", nlohmann::json{{"bench", "io"},
                                      {"what", what},
                                      {"bytes", bytes},
@@ -70,8 +72,6 @@ void line(const char* what, int64_t bytes, double ms) {
                           .c_str());
   std::fflush(stdout);
 }
-
-}  // namespace
 
 int bench_io(int argc, char** argv) {
   std::string dir = fs::temp_directory_path() / "zerotrain-bench-io";
@@ -119,10 +119,10 @@ int bench_io(int argc, char** argv) {
     best_rr = std::min(best_rr, raw_read(root / "raw.bin", buf));
   }
   fs::remove_all(root);
-  line("ckpt_write", bytes, best_cw);
-  line("raw_write", bytes, best_rw);
-  line("ckpt_read", bytes, best_cr);
-  line("raw_read", bytes, best_rr);
+  io_line("ckpt_write", bytes, best_cw);
+  io_line("raw_write", bytes, best_rw);
+  io_line("ckpt_read", bytes, best_cr);
+  io_line("raw_read", bytes, best_rr);
   std::fprintf(stderr, "bench io: checkpoint write %.2f and read %.2f of the raw rate\n",
                best_rw / best_cw, best_rr / best_cr);
   bench_store(fs::path(dir) / cat("store-", getpid()), table, repeat,

@@ -6,9 +6,9 @@
 
 #include <cstdio>
 #include <deque>
-#include <nlohmann/json.hpp>
 #include <vector>
 
+#include "launch/bench_io.h"
 #include "offload/shard_store.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
@@ -52,15 +52,6 @@ double pipelined(const std::vector<Request>& reqs, std::vector<std::vector<float
   return now_ms() - t0;
 }
 
-void line(const char* what, int64_t bytes, double ms) {
-  std::printf("%s\n", nlohmann::json{{"bench", "io"},
-                                     {"what", what},
-                                     {"bytes", bytes},
-                                     {"gbs", (double)bytes / (ms / 1000) / 1e9}}
-                          .dump()
-                          .c_str());
-}
-
 }  // namespace
 
 void bench_store(const std::filesystem::path& dir, const ParamTable& table, int repeat,
@@ -89,9 +80,8 @@ void bench_store(const std::filesystem::path& dir, const ParamTable& table, int 
                       }));
   }
   std::filesystem::remove_all(dir);
-  line("store_write", bytes, best_w);
-  line("store_read", bytes, best_r);
-  std::fflush(stdout);
+  io_line("store_write", bytes, best_w);
+  io_line("store_read", bytes, best_r);
   const double w_gbs = bytes / (best_w / 1000) / 1e9, r_gbs = bytes / (best_r / 1000) / 1e9;
   std::fprintf(stderr, "bench io: shard store write %.2f and read %.2f of the raw rate\n",
                w_gbs / raw_write_gbs, r_gbs / raw_read_gbs);
