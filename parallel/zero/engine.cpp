@@ -122,6 +122,10 @@ ZeroEngine::~ZeroEngine() {
     for (Work& w : x->reduces) w.wait();
     if (x->fetching) x->fetch.wait();
   }
+  for (StagingSlot& s : slots_) {  // nor I/O on staging buffers
+    for (auto& t : s.reads) t.wait();
+    for (auto& t : s.writes) t.wait();
+  }
 }
 
 const UnitLayout& ZeroEngine::layout(int unit) const { return units_[unit]->lay; }

@@ -107,6 +107,7 @@ class ZeroEngine {
   int64_t skipped_steps() const { return skipped_steps_; }
 
   struct Unit;
+  struct StagingSlot;
 
  private:
   Transformer& model_;
@@ -115,8 +116,9 @@ class ZeroEngine {
   std::vector<std::unique_ptr<Unit>> units_;
   int micro_total_ = 1, micro_ = 0;
   double exposed_ms_ = 0, io_wait_ms_ = 0;
-  int64_t tile_ = 0;             // offload: elements per staged tile of the optimizer step
-  int64_t params_resident_ = 0;  // offload: bytes of parameter shards read from the store
+  int64_t tile_ = 0;                // offload: elements per staged tile of the optimizer step
+  std::vector<StagingSlot> slots_;  // offload: the tiles in flight (engine_unit.h)
+  int64_t params_resident_ = 0;     // offload: bytes of parameter shards read from the store
   double loss_scale_ = 1;
   int good_steps_ = 0;
   int64_t skipped_steps_ = 0;

@@ -14,6 +14,7 @@ namespace zt {
 namespace {
 
 constexpr int kSlots = 4;  // tiles in flight: computing, writing, and two being read
+constexpr int64_t kMaxTile = int64_t(1) << 18;  // elements: enough to keep the I/O threads busy
 constexpr int64_t kTileAlign = kStorePageBytes / 2;  // elements: whole pages in 16 and 32 bits
 constexpr double kMB = 1 << 20;
 
@@ -53,7 +54,7 @@ void ZeroEngine::define_store_arrays() {
     fail("--nvme-buffer-mb ", budget_mb, " is too small: the offloaded optimizer step streams ",
          kSlots, " tiles of at least ", kTileAlign, " elements (", kTileAlign * bpe * kSlots / kMB,
          " MB in all)");
-  tile_ = std::min(tile_, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign);
+  tile_ = std::min({tile_, kMaxTile, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign});
   if (opt_.params_in_store) {
     // A unit's shard is read whole for its all-gather, and up to --prefetch-layers of them are
     // in flight at once.
@@ -135,17 +136,15 @@ struct Tile {
   int u;
   int64_t j0, j1;
 };
-struct Slot {  // the staged arrays of one tile
-  Buffer<uint8_t> buf[kStateArrays];
-  std::vector<StateStore::Ticket> reads, writes;
-};
-// Never free a staging buffer the store may still be writing into or reading from.
+// Never leave a staging buffer with I/O in flight when the step ends, by error or not.
 struct DrainSlots {
-  std::vector<Slot>& slots;
+  std::vector<ZeroEngine::StagingSlot>& slots;
   ~DrainSlots() {
-    for (Slot& s : slots) {
+    for (auto& s : slots) {
       for (auto& t : s.reads) t.wait();
       for (auto& t : s.writes) t.wait();
+      s.reads.clear();
+      s.writes.clear();
     }
   }
 };
@@ -163,15 +162,18 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
     const int64_t len = units_[u]->state_len, t = streamed ? tile_ : len;
     for (int64_t j0 = 0; j0 < len; j0 += t) tiles.push_back({u, j0, std::min(len, j0 + t)});
   }
-  std::vector<Slot> slots(streamed ? kSlots : 0);
+  if (streamed && slots_.empty()) {
+    slots_.resize(kSlots);
+    for (StagingSlot& s : slots_)
+      for (int a = 0; a < kStateArrays; ++a)
+        if (staged[a])
+          s.buf[a].reset(tile_ * esize(a), a == kParams ? MemCategory::params : MemCategory::optim);
+  }
+  std::vector<StagingSlot>& slots = slots_;
   DrainSlots drain{slots};
-  for (Slot& s : slots)
-    for (int a = 0; a < kStateArrays; ++a)
-      if (staged[a])
-        s.buf[a].reset(tile_ * esize(a), a == kParams ? MemCategory::params : MemCategory::optim);
 
   // Where element j (shard side) / b (unit buffer) of array a is for tile t in slot s.
-  auto ptr = [&](Unit& x, int a, Slot* s, const Tile& t, int64_t j, int64_t b) -> void* {
+  auto ptr = [&](Unit& x, int a, StagingSlot* s, const Tile& t, int64_t j, int64_t b) -> void* {
     if (staged[a]) return s->buf[a].data() + (j - t.j0) * esize(a);
     switch (a) {
       case kParams:
@@ -182,7 +184,7 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
     }
   };
   auto load = [&](size_t i) {  // reuse slot i % kSlots for tile i once its writes are done
-    Slot& s = slots[i % kSlots];
+    StagingSlot& s = slots[i % kSlots];
     for (auto& w : s.writes) wait_io(w);
     s.writes.clear();
     const Tile& t = tiles[i];
@@ -201,7 +203,7 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
   for (size_t i = 0; i < tiles.size(); ++i) {
     const Tile& t = tiles[i];
     Unit& x = *units_[t.u];
-    Slot* s = nullptr;
+    StagingSlot* s = nullptr;
     if (streamed) {
       if (i + ahead < tiles.size()) load(i + ahead);
       s = &slots[i % kSlots];
@@ -229,8 +231,10 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
         if (staged[a])
           s->writes.push_back(opt_.store->write(x.sid[a], t.j0, t.j1 - t.j0, s->buf[a].data()));
   }
-  for (Slot& s : slots)
+  for (StagingSlot& s : slots) {
     for (auto& w : s.writes) wait_io(w);
+    s.writes.clear();
+  }
 }
 
 }  // namespace zt

@@ -47,4 +47,13 @@ struct ZeroEngine::Unit {
   bool fetching = false;
 };
 
+// One staging slot of the streamed optimizer step: a tile of every array kept in the store, and
+// the store's reads into it and writes from it that are in flight. The slots live as long as the
+// engine (allocated at the first streamed step): freshly allocated buffers every step cost page
+// faults and zeroing.
+struct ZeroEngine::StagingSlot {
+  Buffer<uint8_t> buf[kStateArrays];
+  std::vector<StateStore::Ticket> reads, writes;
+};
+
 }  // namespace zt
