@@ -445,28 +445,43 @@ std::string resolve_checkpoint(const std::string& path) {
   return found;
 }
 
-void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
-  params.assign(table.num_units(), {});
-  if (m) m->assign(table.num_units(), {});
-  if (v) v->assign(table.num_units(), {});
-  load_checkpoint(
-      step_dir, cfg, table,
-      [&](int u, const std::vector<float>& p, const std::vector<float>* um,
-          const std::vector<float>* uv) {
-        params[u] = p;
-        if (m) (*m)[u] = *um;
-        if (v) (*v)[u] = *uv;
-      },
-      m || v, st);
+namespace {
+
+// Unit u's tensors from every rank file (each holds a piece of every tensor at its logical offset;
+// together they cover it) into p, m, v (numel of the unit each; m and v may be null).
+void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
+               float* v, const std::string& step_dir) {
+  for (const ParamSpec& t : table.params) {
+    if (t.unit != u) continue;
+    int64_t covered = 0;
+    for (H5File& f : files) {
+      if (!h5_exists(f, "params/" + t.name)) continue;
+      for (auto [group, dst] : {std::pair{"params/", p}, std::pair{"optim/exp_avg/", m},
+                                std::pair{"optim/exp_avg_sq/", v}}) {
+        if (!dst) continue;
+        const std::string ds = group + t.name;
+        const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
+        std::vector<float> x = h5_read_f32(f, ds);
+        if (off < 0 || off + (int64_t)x.size() > t.numel)
+          fail("checkpoint file '", f.path(), "' dataset ", ds, " (", x.size(),
+               " elements at offset ", off, ") does not fit ", t.name, "'s ", t.numel);
+        std::copy(x.begin(), x.end(), dst + t.offset + off);
+        if (dst == p) covered += (int64_t)x.size();
+      }
+    }
+    if (covered != t.numel)
+      fail("checkpoint '", step_dir, "' holds ", covered, " of the ", t.numel, " elements of ",
+           t.name);
+  }
 }
 
-void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     const UnitSink& sink, bool moments, TrainState* st) {
+// Opens the rank files of a checkpoint of `cfg`, runs read(files) while a second thread verifies
+// their checksums (both pull the same pages from disk once), and fills `st`. A damaged file
+// throws, naming it, even when the read failed first because of it.
+template <typename F>
+void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainState* st, F read) {
   nlohmann::json man = read_manifest(step_dir, /*verify=*/false);
   check_config_matches(man.at("config"), cfg, step_dir);
-  // The checksums are verified on a second thread while the tensors are read (both pull the same
-  // pages from disk once). A damaged file throws below, before the caller trains on anything.
   std::future<void> verified =
       std::async(std::launch::async, [&] { verify_files(fs::path(step_dir), man); });
   try {
@@ -474,48 +489,52 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
     for (const auto& entry : man.at("files"))
       files.push_back(
           H5File::open((fs::path(step_dir) / entry.at("name").get<std::string>()).string()));
-    // Unit by unit (memory: one unit's full state): every rank file holds a piece of every
-    // tensor at its logical offset; together they cover it.
-    std::vector<float> up, um, uv;
-    for (int u = 0; u < table.num_units(); ++u) {
-      up.assign(table.unit_numel[u], 0.0f);
-      um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
-      uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
-      for (const ParamSpec& p : table.params) {
-        if (p.unit != u) continue;
-        int64_t covered = 0;
-        for (H5File& f : files) {
-          if (!h5_exists(f, "params/" + p.name)) continue;
-          for (auto [group, dst] : {std::pair{"params/", &up}, std::pair{"optim/exp_avg/", &um},
-                                    std::pair{"optim/exp_avg_sq/", &uv}}) {
-            if (dst->empty()) continue;
-            const std::string ds = group + p.name;
-            const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
-            std::vector<float> x = h5_read_f32(f, ds);
-            if (off < 0 || off + (int64_t)x.size() > p.numel)
-              fail("checkpoint file '", f.path(), "' dataset ", ds, " (", x.size(),
-                   " elements at offset ", off, ") does not fit ", p.name, "'s ", p.numel);
-            std::copy(x.begin(), x.end(), dst->begin() + p.offset + off);
-            if (dst == &up) covered += (int64_t)x.size();
-          }
-        }
-        if (covered != p.numel)
-          fail("checkpoint '", step_dir, "' holds ", covered, " of the ", p.numel, " elements of ",
-               p.name);
-      }
-      sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
-    }
+    read(files);
   } catch (...) {
-    verified.wait();  // a damaged file explains a read error better; report that one
+    verified.wait();
     verified.get();
     throw;
   }
-  verified.get();  // throws, naming the file, when one is truncated or damaged
+  verified.get();
   if (st) {
     st->step = man.at("step");
     st->tokens = man.at("tokens");
     st->train = man.at("train");
   }
+}
+
+}  // namespace
+
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
+  read_checkpoint(step_dir, cfg, st, [&](std::vector<H5File>& files) {
+    const int U = table.num_units();
+    params.assign(U, {});
+    if (m) m->assign(U, {});
+    if (v) v->assign(U, {});
+    for (int u = 0; u < U; ++u) {
+      params[u].assign(table.unit_numel[u], 0.0f);
+      if (m) (*m)[u].assign(table.unit_numel[u], 0.0f);
+      if (v) (*v)[u].assign(table.unit_numel[u], 0.0f);
+      read_unit(files, table, u, params[u].data(), m ? (*m)[u].data() : nullptr,
+                v ? (*v)[u].data() : nullptr, step_dir);
+    }
+  });
+}
+
+void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
+                     const UnitSink& sink, bool moments, TrainState* st) {
+  read_checkpoint(step_dir, cfg, st, [&](std::vector<H5File>& files) {
+    std::vector<float> up, um, uv;  // one unit at a time
+    for (int u = 0; u < table.num_units(); ++u) {
+      up.assign(table.unit_numel[u], 0.0f);
+      um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+      uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+      read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
+                moments ? uv.data() : nullptr, step_dir);
+      sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
+    }
+  });
 }
 
 static bool is_h5_file(const std::string& path) {
