@@ -461,12 +461,12 @@ void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float
         if (!dst) continue;
         const std::string ds = group + t.name;
         const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
-        std::vector<float> x = h5_read_f32(f, ds);
-        if (off < 0 || off + (int64_t)x.size() > t.numel)
-          fail("checkpoint file '", f.path(), "' dataset ", ds, " (", x.size(),
-               " elements at offset ", off, ") does not fit ", t.name, "'s ", t.numel);
-        std::copy(x.begin(), x.end(), dst + t.offset + off);
-        if (dst == p) covered += (int64_t)x.size();
+        const int64_t room = off >= 0 && off <= t.numel ? t.numel - off : -1;
+        const int64_t n = h5_read_f32_into(f, ds, dst + t.offset + std::max<int64_t>(off, 0), room);
+        if (n > room)
+          fail("checkpoint file '", f.path(), "' dataset ", ds, " (", n, " elements at offset ",
+               off, ") does not fit ", t.name, "'s ", t.numel);
+        if (dst == p) covered += n;
       }
     }
     if (covered != t.numel)

@@ -63,6 +63,9 @@ std::vector<std::string> h5_list(hid_t loc, const std::string& group_path);  // 
 std::vector<double> h5_read_f64(hid_t loc, const std::string& path);
 std::vector<float> h5_read_f32(hid_t loc, const std::string& path);
 std::vector<int64_t> h5_read_i64(hid_t loc, const std::string& path);
+// Straight into dst when the dataset has at most `capacity` elements (nothing is read otherwise);
+// returns its element count.
+int64_t h5_read_f32_into(hid_t loc, const std::string& path, float* dst, int64_t capacity);
 
 // New dataset of `shape` ({} = scalar); missing parent groups are created; an existing dataset is
 // an error. The data is stored contiguously (written from `data` itself where the file type is the
