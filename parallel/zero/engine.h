@@ -119,6 +119,7 @@ class ZeroEngine {
   int64_t tile_ = 0;                // offload: elements per staged tile of the optimizer step
   std::vector<StagingSlot> slots_;  // offload: the tiles in flight (engine_unit.h)
   int64_t params_resident_ = 0;     // offload: bytes of parameter shards read from the store
+  int64_t shard_budget_ = 0;        // offload: what of the buffer the staging slots leave to shards
   double loss_scale_ = 1;
   int good_steps_ = 0;
   int64_t skipped_steps_ = 0;

@@ -47,25 +47,25 @@ void ZeroEngine::define_store_arrays() {
   int64_t bpe = 0;
   for (int a = 0; a < kStateArrays; ++a)
     if (units_[0]->sid[a] >= 0) bpe += a == kParams ? (int64_t)dtype_size(cdt) : 4;
+  // The buffer is shared: parameter shards in flight for their all-gathers (with parameter
+  // offload: up to max(--prefetch-layers, 1) of the largest at once), and the optimizer step's
+  // staging slots, which are kept from step to step.
   const int64_t budget = opt_.store_buffer_bytes;
   const double budget_mb = std::round(budget / kMB * 1000) / 1000;  // as the user wrote it
-  tile_ = budget / (kSlots * bpe) / kTileAlign * kTileAlign;
-  if (tile_ < kTileAlign)
-    fail("--nvme-buffer-mb ", budget_mb, " is too small: the offloaded optimizer step streams ",
-         kSlots, " tiles of at least ", kTileAlign, " elements (", kTileAlign * bpe * kSlots / kMB,
-         " MB in all)");
+  const int64_t window = opt_.params_in_store ? std::max(1, opt_.prefetch) * max_shard_bytes : 0;
+  const int64_t min_staging = kSlots * kTileAlign * bpe;
+  if (window + min_staging > budget)
+    fail("--nvme-buffer-mb ", budget_mb, " is too small: it must hold ",
+         opt_.params_in_store ? cat(std::max(1, opt_.prefetch), " parameter shard(s) of up to ",
+                                    std::ceil(max_shard_bytes / kMB * 100) / 100,
+                                    " MB (their all-gathers, --prefetch-layers) and ")
+                              : std::string(),
+         "the optimizer step's ", kSlots, " staging tiles (at least ",
+         std::ceil(min_staging / kMB * 100) / 100, " MB); use at least ",
+         std::ceil((window + min_staging) / kMB * 100) / 100, " MB");
+  tile_ = (budget - window) / (kSlots * bpe) / kTileAlign * kTileAlign;
   tile_ = std::min({tile_, kMaxTile, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign});
-  if (opt_.params_in_store) {
-    // A unit's shard is read whole for its all-gather, and up to --prefetch-layers of them are
-    // in flight at once.
-    const int64_t need = std::max(1, opt_.prefetch) * max_shard_bytes;
-    if (need > budget)
-      fail("--nvme-buffer-mb ", budget_mb,
-           " is too small for --offload-params nvme: ", std::max(1, opt_.prefetch),
-           " parameter shard(s) of up to ", max_shard_bytes / kMB,
-           " MB are resident while their all-gathers run; use at least ",
-           std::ceil(need / kMB * 100) / 100, " MB");
-  }
+  shard_budget_ = budget - kSlots * tile_ * bpe;  // what parameter shards may use
   st.open();
 }
 
@@ -115,7 +115,7 @@ void ZeroEngine::read_ahead(int u) {
   Unit& x = *units_[u];
   if (x.sid[kParams] < 0 || x.gather_issued || x.pshard.size()) return;
   const int64_t bytes = x.lay.shard() * (int64_t)dtype_size(opt_.precision);
-  if (params_resident_ + bytes <= opt_.store_buffer_bytes) fetch(u);
+  if (params_resident_ + bytes <= shard_budget_) fetch(u);
 }
 
 void ZeroEngine::drop_shard(int u) {

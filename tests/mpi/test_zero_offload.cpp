@@ -122,12 +122,11 @@ void check(const Case& k) {
   if (world().size() <= (k.optim ? 2 : 1)) {
     EXPECT_GT((double)off.stored, buffer) << what;
   }
-  if (k.optim) {
-    EXPECT_LE((double)off.peaks.peak[(int)MemCategory::optim], buffer) << what;
-  }
-  if (k.params) {
-    EXPECT_LE((double)off.peaks.peak[(int)MemCategory::params], buffer) << what;
-  }
+  // The sum of the offloaded categories' peaks bounds what they held at any one time.
+  double peaks = 0;
+  if (k.optim) peaks += (double)off.peaks.peak[(int)MemCategory::optim];
+  if (k.params) peaks += (double)off.peaks.peak[(int)MemCategory::params];
+  EXPECT_LE(peaks, buffer) << what;
 }
 
 TEST(ZeroOffload, OptimizerFp32AllStages) {
@@ -138,11 +137,11 @@ TEST(ZeroOffload, OptimizerBf16Stages1And3) {
   check({3, DType::bf16, true, false, 0.4});
 }
 TEST(ZeroOffload, ParamsAndOptimizerStage3) {
-  check({3, DType::fp32, true, true, 0.75});
-  check({3, DType::bf16, true, true, 0.75, 2});
-  check({3, DType::fp16, true, true, 0.75, 0, false});
+  check({3, DType::fp32, true, true, 1.25});
+  check({3, DType::bf16, true, true, 1.25, 2});
+  check({3, DType::fp16, true, true, 1.25, 0, false});
 }
-TEST(ZeroOffload, ParamsOnlyStage3) { check({3, DType::fp32, false, true, 0.75}); }
+TEST(ZeroOffload, ParamsOnlyStage3) { check({3, DType::fp32, false, true, 1.0}); }
 
 TEST(ZeroOffload, BufferTooSmallIsAClearError) {
   Communicator& dp = world();
