@@ -80,12 +80,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("device", po::value(&o.device)->default_value(o.device), "cpu|cuda");
   off.add_options()  //
       ("offload-optimizer", po::value(&o.offload_optimizer)->default_value(o.offload_optimizer),
-       "none|cpu|nvme")  //
+       "where the fp32 master and AdamW moments live: none|cpu|nvme")  //
       ("offload-params", po::value(&o.offload_params)->default_value(o.offload_params),
-       "none|cpu|nvme")                                                               //
+       "where stage-3 parameter shards live: none|cpu|nvme")                          //
       ("nvme-dir", po::value(&o.nvme_dir), "directory for NVMe offload shard files")  //
       ("nvme-buffer-mb", po::value(&o.nvme_buffer_mb)->default_value(o.nvme_buffer_mb),
-       "most offloaded state resident in memory at once (MB)");
+       "most NVMe-offloaded state resident in memory at once (MB)");
   ckpt.add_options()                                                //
       ("ckpt-dir", po::value(&o.ckpt_dir), "checkpoint directory")  //
       ("ckpt-every", po::value(&o.ckpt_every)->default_value(o.ckpt_every),
