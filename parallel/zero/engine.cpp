@@ -214,6 +214,8 @@ void ZeroEngine::on_before_forward(int u) {
   if (u > 0 && !(u - 1 == 0 && tied())) release(u - 1);
   for (int k = 1; k <= opt_.prefetch && u + k <= last_unit(); ++k) issue_gather(u + k);
   if (u + opt_.prefetch + 1 <= last_unit()) read_ahead(u + opt_.prefetch + 1);
+  if (u == last_unit())  // the units backward gathers first, read while the head computes
+    for (int k = 1; k <= std::max(1, opt_.prefetch) && u - k >= 0; ++k) read_ahead(u - k);
 }
 
 void ZeroEngine::alloc_grads(int u) {
@@ -391,6 +393,8 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
   ao.p16_dtype = cdt;
 
   run_updates(grads, ao, lr, adamw, step);
+  // The next forward's first units, read from the store while this step is logged.
+  for (int k = 0; k <= opt_.prefetch && k <= last_unit(); ++k) read_ahead(k);
   if (opt_.stage == 1 || opt_.stage == 2) {  // every rank needs every updated parameter
     const double t0 = now_ms();
     std::vector<Work> ws;
