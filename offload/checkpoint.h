@@ -81,7 +81,7 @@ nlohmann::json read_manifest(const std::string& step_dir, bool verify = true);
 
 // Reads parameters, moments and state written for a model of config `cfg` (throws naming the
 // first mismatching field when the checkpoint belongs to another model). Any layout can load it:
-// the caller takes its own part (ZeroEngine::load_full_state).
+// the caller takes its own part (ZeroEngine::load_unit_state).
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st);
 

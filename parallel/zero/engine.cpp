@@ -513,12 +513,4 @@ void ZeroEngine::load_unit_state(int u, const std::vector<float>& params,
   }
 }
 
-void ZeroEngine::load_full_state(const std::vector<std::vector<float>>& params,
-                                 const std::vector<std::vector<float>>* m,
-                                 const std::vector<std::vector<float>>* v) {
-  ZT_CHECK(params.size() == units_.size(), "state has ", params.size(), " units");
-  for (size_t u = 0; u < units_.size(); ++u)
-    load_unit_state((int)u, params[u], m ? &(*m)[u] : nullptr, v ? &(*v)[u] : nullptr);
-}
-
 }  // namespace zt

@@ -88,17 +88,13 @@ class ZeroEngine {
   // For checkpoints and tests; stage 3 gathers.
   void gather_full_state(std::vector<std::vector<float>>& params,
                          std::vector<std::vector<float>>* m, std::vector<std::vector<float>>* v);
-  // Inverse: every rank passes the full state and keeps its part.
-  void load_full_state(const std::vector<std::vector<float>>& params,
-                       const std::vector<std::vector<float>>* m,
-                       const std::vector<std::vector<float>>* v);
-  // The same for one unit (collective), so a checkpoint can stream unit by unit: memory for one
+  // The same for one unit (collective), so a checkpoint streams unit by unit: memory for one
   // unit's full state instead of the model's.
   void gather_unit_state(int unit, std::vector<float>& params, std::vector<float>* m,
                          std::vector<float>* v);
+  // Inverse, for one unit: every rank passes the unit's full state and keeps its part.
   void load_unit_state(int unit, const std::vector<float>& params, const std::vector<float>* m,
                        const std::vector<float>* v);
-  int num_units() const { return (int)units_.size(); }
   void release_gathered();  // drop every gathered unit and working copy (after evaluation)
 
   const UnitLayout& layout(int unit) const;
