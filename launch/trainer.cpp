@@ -203,14 +203,15 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   auto checkpoint = [&]() {  // every rank writes its piece in parallel; rank 0 seals it
     if (rank0) prepare_checkpoint_dir(o.ckpt_dir, state.step);
     world->barrier().wait();
-    // Unit by unit (every rank gathers unit u together, then writes its piece of it): one unit's
-    // full state in memory at a time.
+    // Unit by unit: the ranks exchange just the pieces each one writes (all_to_all), so a rank
+    // holds and receives about 1/world of one unit at a time. World = dp until tp and pp exist.
+    ZT_CHECK(ctx.world() == ndp, "checkpoint pieces are split over dp = world");
     std::vector<float> up, um, uv;
     RankFile mine = write_rank_file(
         checkpoint_tmp_dir(o.ckpt_dir, state.step), ctx.rank(), ctx.world(), model.table,
         [&](int u) {
-          engine.gather_unit_state(u, up, &um, &uv);
-          return UnitState{up.data(), um.data(), uv.data()};
+          engine.checkpoint_pieces(u, up, um, uv);
+          return UnitState{up.data(), um.data(), uv.data(), true};
         },
         state.step);
     std::vector<std::string> sums =

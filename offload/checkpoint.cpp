@@ -285,15 +285,16 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     for (int u = 0; u < table.num_units(); ++u) {
       hasher.wait_idle();  // the previous unit's data may go now
       const UnitState us = state(u);
+      int64_t next = 0;  // with us.pieces: where the next parameter's piece starts
       for (const ParamSpec& p : table.params) {
         if (p.unit != u) continue;
-        // This rank's even piece of the flattened tensor (the first numel % world get one more).
-        const int64_t base = p.numel / world, extra = p.numel % world;
-        const int64_t n = base + (rank < extra ? 1 : 0);
-        const int64_t off = rank * base + std::min<int64_t>(rank, extra);
+        // This rank's even piece of the flattened tensor: in the unit's full state at its
+        // logical place, or next in line among the rank's pieces.
+        const auto [off, n] = even_piece(p.numel, world, rank);
         if (n == 0) continue;
         const std::vector<int64_t> shape = n == p.numel ? p.shape : std::vector<int64_t>{n};
-        const int64_t at = p.offset + off;
+        const int64_t at = us.pieces ? next : p.offset + off;
+        next += n;
         for (auto [group, src] : {std::pair{"params/", us.p}, std::pair{"optim/exp_avg/", us.m},
                                   std::pair{"optim/exp_avg_sq/", us.v}}) {
           const std::string ds = group + p.name;

@@ -49,11 +49,14 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
                          int64_t step);
-// Streaming form: state(u) gives unit u's full fp32 parameters and moments, called for u = 0, 1,
-// ... in order on every rank at once (it may be collective, e.g. ZeroEngine::gather_unit_state);
-// the pointers must stay valid until the next call. Memory: one unit's state, not the model's.
+// Streaming form: state(u) gives unit u's fp32 parameters and moments, called for u = 0, 1, ...
+// in order on every rank at once (it may be collective: ZeroEngine::checkpoint_pieces); the
+// pointers must stay valid until the next call. Either the unit's full state, or (pieces) only
+// this rank's even piece of each of the unit's parameters (even_piece, model/params.h), back to
+// back in table order. Memory: one unit's state at most, not the model's.
 struct UnitState {
   const float *p, *m, *v;
+  bool pieces = false;
 };
 using UnitSource = std::function<UnitState(int unit)>;
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,

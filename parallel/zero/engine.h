@@ -92,6 +92,12 @@ class ZeroEngine {
   // unit's full state instead of the model's.
   void gather_unit_state(int unit, std::vector<float>& params, std::vector<float>* m,
                          std::vector<float>* v);
+  // For a checkpoint written by every dp rank (collective): this rank's even piece (even_piece in
+  // model/params.h, split over dp ranks) of each parameter of the unit, back to back in table
+  // order, for the fp32 master and both moments. Moves ~1/dp of the unit per rank
+  // (engine_checkpoint.cpp), where gather_unit_state moves all of it.
+  void checkpoint_pieces(int unit, std::vector<float>& params, std::vector<float>& m,
+                         std::vector<float>& v);
   // Inverse, for one unit: every rank passes the unit's full state and keeps its part.
   void load_unit_state(int unit, const std::vector<float>& params, const std::vector<float>* m,
                        const std::vector<float>* v);
