@@ -51,16 +51,16 @@ void check_pieces(int stage, DType precision, double bucket_mb, bool offload) {
     }
     std::vector<std::vector<float>> full_p, full_m, full_v;
     engine.gather_full_state(full_p, &full_m, &full_v);
-    const std::string what = cat("stage ", stage, " ", dtype_name(precision), " bucket ",
-                                 bucket_mb, offload ? " offloaded" : "");
+    const std::string what = cat("stage ", stage, " ", dtype_name(precision), " bucket ", bucket_mb,
+                                 offload ? " offloaded" : "");
     for (int u = 0; u < model.table.num_units(); ++u) {
       std::vector<float> p, m, v, ep, em, ev;
       engine.checkpoint_pieces(u, p, m, v);
       for (const ParamSpec& t : model.table.params) {
         if (t.unit != u) continue;
         const auto [off, len] = even_piece(t.numel, n, r);
-        for (auto [dst, src] : {std::pair{&ep, &full_p}, std::pair{&em, &full_m},
-                                std::pair{&ev, &full_v}})
+        for (auto [dst, src] :
+             {std::pair{&ep, &full_p}, std::pair{&em, &full_m}, std::pair{&ev, &full_v}})
           dst->insert(dst->end(), (*src)[u].begin() + t.offset + off,
                       (*src)[u].begin() + t.offset + off + len);
       }
