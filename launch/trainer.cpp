@@ -179,7 +179,8 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                  {"warmup_steps", o.warmup_steps},
                  {"data", paths.train}};
   std::string resume_from;
-  if (o.resume == "auto" && !o.ckpt_dir.empty()) resume_from = find_latest_checkpoint(o.ckpt_dir);
+  if (o.resume == "auto" && !o.ckpt_dir.empty())
+    resume_from = find_latest_checkpoint(o.ckpt_dir, /*report=*/rank0);
   if (o.resume != "auto" && o.resume != "none") resume_from = resolve_checkpoint(o.resume);
   if (!resume_from.empty()) {
     // Unit by unit: one unit's full state in memory at a time.

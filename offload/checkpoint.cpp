@@ -411,7 +411,7 @@ nlohmann::json read_manifest(const std::string& step_dir, bool verify) {
   return j;
 }
 
-std::string find_latest_checkpoint(const std::string& ckpt_dir) {
+std::string find_latest_checkpoint(const std::string& ckpt_dir, bool report) {
   fs::path root(ckpt_dir);
   if (!fs::is_directory(root)) return "";
   std::vector<fs::path> steps;
@@ -426,7 +426,8 @@ std::string find_latest_checkpoint(const std::string& ckpt_dir) {
       read_manifest(p.string());
       return p.string();
     } catch (const Error& e) {
-      std::fprintf(stderr, "zerotrain: skipping checkpoint %s: %s\n", p.c_str(), e.what());
+      if (report)
+        std::fprintf(stderr, "zerotrain: skipping checkpoint %s: %s\n", p.c_str(), e.what());
     }
   }
   return "";

@@ -74,9 +74,9 @@ std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
 // Resolves PATH to a loadable step directory: a step directory itself, or a checkpoint root whose
 // `latest` (or newest complete step) is used. Throws naming the path and what is missing.
 std::string resolve_checkpoint(const std::string& path);
-// Newest complete, verified checkpoint under ckpt_dir, or "" if none; reports skipped ones on
-// stderr with the reason.
-std::string find_latest_checkpoint(const std::string& ckpt_dir);
+// Newest complete, verified checkpoint under ckpt_dir, or "" if none; with `report`, says on
+// stderr which ones were skipped and why (one rank of a job is enough).
+std::string find_latest_checkpoint(const std::string& ckpt_dir, bool report = true);
 
 // Parses the manifest after checking COMPLETE; with verify, also every rank file's size and
 // checksum.
