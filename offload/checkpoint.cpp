@@ -18,6 +18,7 @@
 
 #include "offload/hdf5.h"
 #include "runtime/error.h"
+#include "runtime/hash.h"
 
 namespace zt {
 namespace fs = std::filesystem;
@@ -76,7 +77,7 @@ void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
   }
 }
 
-constexpr uint64_t kPrime = 1099511628211ull, kBasis = 1469598103934665603ull;
+constexpr uint64_t kPrime = kHashPrime, kBasis = kHashLanes[0];
 
 // The rank-file checksum ("page_hash64" in the manifest): every 4 KiB page of the file (the last
 // one zero-padded) gets four FNV-1a-style lanes over its 8-byte words, folded; the page hashes are
@@ -87,13 +88,8 @@ constexpr uint64_t kPrime = 1099511628211ull, kBasis = 1469598103934665603ull;
 constexpr int64_t kPage = 4096;
 
 uint64_t page_hash(const unsigned char* page) {
-  uint64_t lane[4] = {kBasis, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull};
-  for (int64_t i = 0; i < kPage; i += 32)
-    for (int k = 0; k < 4; ++k) {
-      uint64_t w;
-      std::memcpy(&w, page + i + 8 * k, 8);
-      lane[k] = (lane[k] ^ w) * kPrime;
-    }
+  uint64_t lane[4] = {kHashLanes[0], kHashLanes[1], kHashLanes[2], kHashLanes[3]};
+  hash_lanes(page, kPage, lane);
   uint64_t h = lane[0];
   for (int k = 1; k < 4; ++k) h = (h ^ lane[k]) * kPrime;
   return h;
@@ -220,18 +216,13 @@ class DataPageHasher {
 uint64_t file_checksum_v1(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) fail("cannot read '", path, "'");
-  uint64_t lane[4] = {kBasis, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full, 0x165667b19e3779f9ull};
-  std::vector<uint64_t> buf(1 << 17);  // 1 MiB
+  uint64_t lane[4] = {kHashLanes[0], kHashLanes[1], kHashLanes[2], kHashLanes[3]};
+  std::vector<char> buf(1 << 20);  // a multiple of 32 bytes: the lanes carry across reads
   uint64_t total = 0;
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size() * 8, f)) > 0) {
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
     total += n;
-    size_t words = (n + 7) / 8;
-    if (n % 8) std::memset(reinterpret_cast<char*>(buf.data()) + n, 0, words * 8 - n);
-    size_t i = 0;
-    for (; i + 4 <= words; i += 4)
-      for (int k = 0; k < 4; ++k) lane[k] = (lane[k] ^ buf[i + k]) * kPrime;
-    for (; i < words; ++i) lane[i % 4] = (lane[i % 4] ^ buf[i]) * kPrime;
+    hash_lanes(buf.data(), n, lane);
   }
   std::fclose(f);
   uint64_t h = total;
