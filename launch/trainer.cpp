@@ -188,7 +188,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
         resume_from, mc, model.table,
         [&](int u, const std::vector<float>& p, const std::vector<float>* m,
             const std::vector<float>* v) { engine.load_unit_state(u, p, m, v); },
-        true, &state);
+        true, &state, /*verify=*/o.resume != "auto");  // auto: verified while it was chosen
     if (rank0)
       std::printf("zerotrain train: resuming from %s (step %lld)\n", resume_from.c_str(),
                   (long long)state.step);

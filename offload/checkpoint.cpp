@@ -468,15 +468,18 @@ void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float
   }
 }
 
-// Opens the rank files of a checkpoint of `cfg`, runs read(files) while a second thread verifies
-// their checksums (both pull the same pages from disk once), and fills `st`. A damaged file
-// throws, naming it, even when the read failed first because of it.
+// Opens the rank files of a checkpoint of `cfg`, runs read(files) (with `verify`, while a second
+// thread checks the files' checksums) and fills `st`.
 template <typename F>
-void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainState* st, F read) {
+void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainState* st, F read,
+                     bool verify = true) {
   nlohmann::json man = read_manifest(step_dir, /*verify=*/false);
   check_config_matches(man.at("config"), cfg, step_dir);
-  std::future<void> verified =
-      std::async(std::launch::async, [&] { verify_files(fs::path(step_dir), man); });
+  // The checksums are verified on a second thread while the tensors are read (both pull the same
+  // pages from disk once); a damaged file is the error reported even when a read failed first.
+  std::future<void> verified;
+  if (verify)
+    verified = std::async(std::launch::async, [&] { verify_files(fs::path(step_dir), man); });
   try {
     std::vector<H5File> files;
     for (const auto& entry : man.at("files"))
@@ -484,11 +487,10 @@ void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainS
           H5File::open((fs::path(step_dir) / entry.at("name").get<std::string>()).string()));
     read(files);
   } catch (...) {
-    verified.wait();
-    verified.get();
+    if (verified.valid()) verified.get();
     throw;
   }
-  verified.get();
+  if (verified.valid()) verified.get();
   if (st) {
     st->step = man.at("step");
     st->tokens = man.at("tokens");
@@ -516,18 +518,21 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
 }
 
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     const UnitSink& sink, bool moments, TrainState* st) {
-  read_checkpoint(step_dir, cfg, st, [&](std::vector<H5File>& files) {
-    std::vector<float> up, um, uv;  // one unit at a time
-    for (int u = 0; u < table.num_units(); ++u) {
-      up.assign(table.unit_numel[u], 0.0f);
-      um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
-      uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
-      read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
-                moments ? uv.data() : nullptr, step_dir);
-      sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
-    }
-  });
+                     const UnitSink& sink, bool moments, TrainState* st, bool verify) {
+  read_checkpoint(
+      step_dir, cfg, st,
+      [&](std::vector<H5File>& files) {
+        std::vector<float> up, um, uv;  // one unit at a time
+        for (int u = 0; u < table.num_units(); ++u) {
+          up.assign(table.unit_numel[u], 0.0f);
+          um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+          uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+          read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
+                    moments ? uv.data() : nullptr, step_dir);
+          sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
+        }
+      },
+      verify);
 }
 
 static bool is_h5_file(const std::string& path) {

@@ -89,12 +89,13 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st);
 
 // Streaming form: sink(u, params, m, v) receives each unit's full state in turn (m and v null
-// without `moments`); memory: one unit's state. The checksums are verified while reading; a
-// damaged file throws (after some units may have been handed over: discard them).
+// without `moments`); memory: one unit's state. The checksums are verified while reading (unless
+// `verify` is off: for a checkpoint find_latest_checkpoint has just verified); a damaged file
+// throws (after some units may have been handed over: discard them).
 using UnitSink = std::function<void(int unit, const std::vector<float>& params,
                                     const std::vector<float>* m, const std::vector<float>* v)>;
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     const UnitSink& sink, bool moments, TrainState* st);
+                     const UnitSink& sink, bool moments, TrainState* st, bool verify = true);
 
 // The model config stored with a checkpoint (step directory, checkpoint root or exported .h5).
 ModelConfig checkpoint_model_config(const std::string& path);
