@@ -82,29 +82,29 @@ std::vector<int64_t> space_shape(hid_t space, int64_t* count) {
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
-// Reads the dataset at path into dst (room for `capacity` elements) when it fits; returns its
-// element count either way (a larger count reads nothing).
-int64_t read_dataset_into(hid_t loc, const std::string& path, hid_t mem_type, const char* as,
-                          void* dst, int64_t capacity) {
-  quiet();
-  Handle ds(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot open");
-  Handle space(H5Dget_space(ds), H5Sclose);
-  if (!space.ok()) h5_fail(loc, "dataset", path, "cannot read its shape");
+// An open dataset with its dataspace, shape and element count; failures name file and dataset.
+struct OpenDataset {
+  Handle ds, space;
+  std::vector<int64_t> shape;
   int64_t count = 0;
-  space_shape(space, &count);
-  if (count > 0 && count <= capacity &&
-      H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
-    h5_fail(loc, "dataset", path, std::string("cannot read as ") + as);
-  return count;
-}
+  OpenDataset(hid_t loc, const std::string& path)
+      : ds((quiet(), H5Dopen2(loc, path.c_str(), H5P_DEFAULT)), H5Dclose),
+        space(ds.ok() ? H5Dget_space(ds) : -1, H5Sclose) {
+    if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot open");
+    if (!space.ok()) h5_fail(loc, "dataset", path, "cannot read its shape");
+    shape = space_shape(space, &count);
+  }
+  void read(hid_t loc, const std::string& path, hid_t mem_type, const char* as, void* dst) {
+    if (count > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+      h5_fail(loc, "dataset", path, std::string("cannot read as ") + as);
+  }
+};
 
 template <typename T>
 std::vector<T> read_dataset(hid_t loc, const std::string& path, hid_t mem_type, const char* as) {
-  std::vector<T> out;
-  int64_t count = read_dataset_into(loc, path, mem_type, as, nullptr, 0);
-  out.resize((size_t)count);
-  read_dataset_into(loc, path, mem_type, as, out.data(), count);
+  OpenDataset d(loc, path);
+  std::vector<T> out((size_t)d.count);
+  d.read(loc, path, mem_type, as, out.data());
   return out;
 }
 
@@ -280,13 +280,7 @@ bool h5_exists(hid_t loc, const std::string& path) {
 }
 
 std::vector<int64_t> h5_shape(hid_t loc, const std::string& path) {
-  quiet();
-  Handle ds(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.ok()) h5_fail(loc, "dataset", path, "cannot open");
-  Handle space(H5Dget_space(ds), H5Sclose);
-  if (!space.ok()) h5_fail(loc, "dataset", path, "cannot read its shape");
-  int64_t count = 0;
-  return space_shape(space, &count);
+  return OpenDataset(loc, path).shape;
 }
 
 std::vector<std::string> h5_list(hid_t loc, const std::string& group_path) {
@@ -319,7 +313,9 @@ std::vector<int64_t> h5_read_i64(hid_t loc, const std::string& path) {
   return read_dataset<int64_t>(loc, path, H5T_NATIVE_INT64, "i64");
 }
 int64_t h5_read_f32_into(hid_t loc, const std::string& path, float* dst, int64_t capacity) {
-  return read_dataset_into(loc, path, H5T_NATIVE_FLOAT, "f32", dst, capacity);
+  OpenDataset d(loc, path);
+  if (d.count <= capacity) d.read(loc, path, H5T_NATIVE_FLOAT, "f32", dst);
+  return d.count;
 }
 
 int64_t h5_write_f32(hid_t loc, const std::string& path, const float* data,
