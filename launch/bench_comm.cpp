@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/options.h"

@@ -14,7 +14,7 @@
 #include "model/transformer.h"
 #include "offload/checkpoint.h"
 #include "offload/shard_store.h"
-#include "optim/schedule.h"
+#include "optim/lr_schedule.h"
 #include "parallel/grid.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"

@@ -35,16 +35,6 @@ struct ParamTable {
 
 ParamTable build_param_table(const ModelConfig& cfg);
 
-// Part i of `parts` near-equal consecutive parts of n elements (the first n % parts get one more):
-// how a checkpoint splits every flattened tensor over the ranks that write it (SPEC section 5).
-struct EvenPiece {
-  int64_t off, n;
-};
-inline EvenPiece even_piece(int64_t n, int parts, int i) {
-  const int64_t base = n / parts, extra = n % parts;
-  return {i * base + std::min<int64_t>(i, extra), base + (i < extra ? 1 : 0)};
-}
-
 // SPEC init into a unit's flat buffer: every element's value depends only on (seed, name, index).
 void init_unit_params(float* unit_buf, const ParamTable& t, int unit, uint64_t seed);
 

@@ -19,6 +19,7 @@
 #include "offload/hdf5.h"
 #include "runtime/error.h"
 #include "runtime/hash.h"
+#include "runtime/split.h"
 
 namespace zt {
 namespace fs = std::filesystem;

@@ -52,7 +52,7 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
 // Streaming form: state(u) gives unit u's fp32 parameters and moments, called for u = 0, 1, ...
 // in order on every rank at once (it may be collective: ZeroEngine::checkpoint_pieces); the
 // pointers must stay valid until the next call. Either the unit's full state, or (pieces) only
-// this rank's even piece of each of the unit's parameters (even_piece, model/params.h), back to
+// this rank's even piece of each of the unit's parameters (even_piece, runtime/split.h), back to
 // back in table order. Memory: one unit's state at most, not the model's.
 struct UnitState {
   const float *p, *m, *v;

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "runtime/process.h"
 
 namespace zt {

@@ -39,7 +39,7 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "optim/adamw_simd.h"
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "parallel/zero/layout.h"
 #include "parallel/zero/state_store.h"
 
@@ -93,7 +93,7 @@ class ZeroEngine {
   void gather_unit_state(int unit, std::vector<float>& params, std::vector<float>* m,
                          std::vector<float>* v);
   // For a checkpoint written by every dp rank (collective): this rank's even piece (even_piece in
-  // model/params.h, split over dp ranks) of each parameter of the unit, back to back in table
+  // runtime/split.h, split over dp ranks) of each parameter of the unit, back to back in table
   // order, for the fp32 master and both moments. Moves ~1/dp of the unit per rank
   // (engine_checkpoint.cpp), where gather_unit_state moves all of it.
   void checkpoint_pieces(int unit, std::vector<float>& params, std::vector<float>& m,

@@ -1,5 +1,5 @@
 // engine_checkpoint.cpp: what a checkpoint writer needs from the engine, one unit at a time:
-// this rank's even piece of every parameter (model/params.h, even_piece) of the fp32 master and
+// this rank's even piece of every parameter (runtime/split.h, even_piece) of the fp32 master and
 // both moments. Sharded arrays are redistributed with one all_to_all each, so a rank receives
 // about 1/N of the unit instead of all of it; arrays every rank holds whole are copied locally.
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include "parallel/zero/engine.h"
 #include "parallel/zero/engine_unit.h"
 #include "runtime/error.h"
+#include "runtime/split.h"
 
 namespace zt {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "runtime/dtype.h"
 
 namespace zt::test {

@@ -13,6 +13,7 @@
 
 #include "mpi_test.h"
 #include "runtime/error.h"
+#include "runtime/split.h"
 
 namespace zt::test {
 namespace {
@@ -129,10 +130,10 @@ void check_reduce_scatter(std::span<const size_t> counts, DType dt, ReduceOp op,
 TEST(ReduceScatter, EvenSplitOfEverySize) {
   for (DType dt : kDtypes)
     for (size_t count : test_sizes()) {
-      auto counts = shard_counts(count, nranks());
+      auto counts = even_split_counts(count, nranks());
       check_reduce_scatter(counts, dt, ReduceOp::sum, false);
     }
-  check_reduce_scatter(shard_counts(big_count(), nranks()), DType::fp32, ReduceOp::max, false);
+  check_reduce_scatter(even_split_counts(big_count(), nranks()), DType::fp32, ReduceOp::max, false);
 }
 
 TEST(ReduceScatter, UnevenBlocksIncludingEmptyOnes) {
@@ -144,8 +145,8 @@ TEST(ReduceScatter, UnevenBlocksIncludingEmptyOnes) {
 }
 
 TEST(ReduceScatter, InPlace) {
-  check_reduce_scatter(shard_counts(big_count(), nranks()), DType::bf16, ReduceOp::sum, true);
-  check_reduce_scatter(shard_counts(1009, nranks()), DType::fp32, ReduceOp::sum, true);
+  check_reduce_scatter(even_split_counts(big_count(), nranks()), DType::bf16, ReduceOp::sum, true);
+  check_reduce_scatter(even_split_counts(1009, nranks()), DType::fp32, ReduceOp::sum, true);
 }
 
 void check_all_gather(std::span<const size_t> counts, DType dt, bool in_place) {
@@ -170,7 +171,8 @@ void check_all_gather(std::span<const size_t> counts, DType dt, bool in_place) {
 
 TEST(AllGather, EvenSplitOfEverySize) {
   for (DType dt : kDtypes)
-    for (size_t count : test_sizes()) check_all_gather(shard_counts(count, nranks()), dt, false);
+    for (size_t count : test_sizes())
+      check_all_gather(even_split_counts(count, nranks()), dt, false);
 }
 
 TEST(AllGather, UnevenBlocksAndInPlace) {
@@ -178,7 +180,7 @@ TEST(AllGather, UnevenBlocksAndInPlace) {
   for (int r = 0; r < nranks(); ++r) counts[r] = r == 1 ? 0 : 200'000 + 31 * r;
   check_all_gather(counts, DType::fp16, false);
   check_all_gather(counts, DType::fp32, true);
-  check_all_gather(shard_counts(big_count(), nranks()), DType::bf16, true);
+  check_all_gather(even_split_counts(big_count(), nranks()), DType::bf16, true);
 }
 
 TEST(Broadcast, FromEveryRoot) {
@@ -263,8 +265,8 @@ TEST(Outstanding, ManyOperationsWaitedInReverseOrder) {
     ins.push_back(make_input(count, DType::fp32, exact_value, me(), 20 + k));
     outs.emplace_back(count, DType::fp32);
   }
-  std::vector<size_t> shards = shard_counts(count, n);
-  size_t off = shard_offset(count, n, me());
+  std::vector<size_t> shards = even_split_counts(count, n);
+  size_t off = (size_t)even_piece((int64_t)count, n, me()).off;
   for (int k = 0; k < 6; ++k) {
     if (k % 3 == 0)
       works.push_back(
@@ -325,7 +327,7 @@ TEST(Counters, BytesSentFollowTheRingAndWaitsAddExposedTime) {
   s0 = world().stats();
   world().all_reduce(in.data(), out.data(), total, DType::bf16, ReduceOp::sum).wait();
   d = world().stats() - s0;
-  auto even = shard_counts(total, n);
+  auto even = even_split_counts(total, n);
   EXPECT_EQ(d.bytes[(int)CommKind::allreduce],
             alone ? 0 : bytes(total - even[r]) + bytes(total - even[(r + 1) % n]));
   EXPECT_GE(d.exposed_ms, 0.0);

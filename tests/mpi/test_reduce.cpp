@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "mpi_test.h"
-#include "parallel/reduce.h"
+#include "parallel/comm/reduce.h"
 #include "runtime/error.h"
 
 namespace zt::test {

@@ -10,7 +10,7 @@
 
 #include "mpi_test.h"
 #include "optim/clip.h"
-#include "optim/schedule.h"
+#include "optim/lr_schedule.h"
 #include "parallel/zero/engine.h"
 
 namespace zt::test {

@@ -11,6 +11,7 @@
 #include "offload/shard_store.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
+#include "runtime/split.h"
 
 namespace zt::test {
 namespace {

@@ -6,9 +6,10 @@
 #include <algorithm>
 #include <set>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "parallel/grid.h"
 #include "runtime/error.h"
+#include "runtime/split.h"
 
 namespace zt {
 namespace {
@@ -83,14 +84,14 @@ TEST(GridLayout, InvalidLayoutsGiveOneLineNamingTheFlag) {
   EXPECT_EQ(validate_layout(one, 1, 1, 1, 4, 8).dp, 1);
 }
 
-TEST(Shards, SplitCoversTheBufferWithBlocksDifferingByAtMostOne) {
+TEST(EvenSplit, CoversTheBufferWithPartsDifferingByAtMostOne) {
   for (size_t count : {0, 1, 7, 8, 1000003})
     for (int parts : {1, 2, 3, 4, 7}) {
-      auto c = shard_counts(count, parts);
+      auto c = even_split_counts(count, parts);
       size_t sum = 0;
       for (int i = 0; i < parts; ++i) {
-        EXPECT_EQ(shard_offset(count, parts, i), sum);
-        EXPECT_EQ(c[i], shard_count(count, parts, i));
+        EXPECT_EQ((size_t)even_piece((int64_t)count, parts, i).off, sum);
+        EXPECT_EQ(c[i], (size_t)even_piece((int64_t)count, parts, i).n);
         sum += c[i];
       }
       EXPECT_EQ(sum, count);

@@ -11,7 +11,7 @@
 
 #include "optim/adamw.h"
 #include "optim/clip.h"
-#include "optim/schedule.h"
+#include "optim/lr_schedule.h"
 #include "tests/unit/grad_check.h"
 
 namespace zt {

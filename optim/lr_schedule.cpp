@@ -1,7 +1,7 @@
 /*
- * schedule.cpp: linear warmup then cosine decay (see schedule.h for the exact definition).
+ * lr_schedule.cpp: linear warmup then cosine decay (see lr_schedule.h for the exact definition).
  */
-#include "optim/schedule.h"
+#include "optim/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>

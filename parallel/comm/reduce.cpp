@@ -1,7 +1,7 @@
 // reduce.cpp: elementwise sum / max of two buffers for the communication layer.
 // Memory bound: one pass, 16 lanes per step with AVX-512. max(a, b) is `b > a ? b : a` (a NaN in
 // a wins, as _mm512_max_ps(b, a) does).
-#include "parallel/reduce.h"
+#include "parallel/comm/reduce.h"
 
 #include <cstdint>
 #include <cstring>

@@ -1,5 +1,5 @@
 /*
- * schedule.h: the learning-rate schedule, linear warmup then cosine decay.
+ * lr_schedule.h: the learning-rate schedule, linear warmup then cosine decay.
  *
  *   step < warmup:  lr = max_lr * (step + 1) / warmup        (max_lr / warmup .. max_lr)
  *   after:          cosine from max_lr at step = warmup down to min_lr at step = total - 1;

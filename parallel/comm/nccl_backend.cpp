@@ -1,4 +1,4 @@
-// comm_nccl.cpp: the NCCL backend of Communicator (CUDA builds only, -DZT_CUDA=ON).
+// nccl_backend.cpp: the NCCL backend of Communicator (CUDA builds only, -DZT_CUDA=ON).
 //
 // Bootstrap: rank 0 of the bootstrap communicator (MPI) makes the NCCL unique id and broadcasts
 // it; every rank then joins with ncclCommInitRank. Buffers are device memory.
@@ -16,10 +16,11 @@
 #include <algorithm>
 #include <numeric>
 
-#include "parallel/comm_internal.h"
+#include "parallel/comm/backend.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/split.h"
 
 namespace zt {
 namespace {
@@ -93,7 +94,7 @@ class NcclCommunicator : public Communicator {
 
   Work all_reduce(const void* send, void* recv, size_t count, DType dt, ReduceOp op) override {
     check_reducible(*this, "all_reduce", dt);
-    auto even = shard_counts(count, size());
+    auto even = even_split_counts(count, size());
     size_t es = dtype_size(dt);
     count_bytes(CommKind::allreduce,
                 (int64_t)((2 * count - even[rank()] - even[(rank() + 1) % size()]) * es));

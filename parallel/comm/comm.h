@@ -52,11 +52,6 @@ CommStats comm_stats();  // process-wide, since start
 // Thread-safe running totals behind CommStats (one per communicator, one process-wide).
 struct CommCounters;
 
-// Splitting `count` elements over `parts` ranks: the first count % parts get one more.
-size_t shard_count(size_t count, int parts, int index);
-size_t shard_offset(size_t count, int parts, int index);
-std::vector<size_t> shard_counts(size_t count, int parts);
-
 // The completion side of one operation; backends derive from it.
 struct WorkImpl {
   virtual ~WorkImpl() = default;
@@ -121,7 +116,8 @@ class Communicator {
   virtual Work recv(void* buf, size_t count, DType dt, int peer, int tag) = 0;
   virtual Work barrier() = 0;
 
-  // Even-split conveniences: `count` is the whole buffer, blocks as shard_counts(count, size()).
+  // Even-split conveniences: `count` is the whole buffer, blocks as even_split_counts(count,
+  // size()) (runtime/split.h).
   Work reduce_scatter(const void* send, void* recv, size_t count, DType dt, ReduceOp op);
   Work all_gather(const void* send, void* recv, size_t count, DType dt);
 

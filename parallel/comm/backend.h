@@ -1,9 +1,9 @@
-// comm_internal.h: pieces the communication backends share; not for callers of comm.h.
+// backend.h: what the Communicator backends share; not for callers of comm.h.
 #pragma once
 #include <memory>
 #include <span>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 
 namespace zt {
 
@@ -13,7 +13,7 @@ void check_counts(const Communicator& c, const char* what, std::span<const size_
 void check_peer(const Communicator& c, const char* what, int peer);
 size_t sum_counts(std::span<const size_t> counts);
 
-// The MPI world communicator (comm_mpi.cpp); needs MPI initialised by a ProcessContext.
+// The MPI world communicator (mpi_backend.cpp); needs MPI initialised by a ProcessContext.
 std::unique_ptr<Communicator> make_mpi_world_communicator();
 
 }  // namespace zt

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstddef>
 
-#include "parallel/comm.h"
+#include "parallel/comm/comm.h"
 #include "runtime/dtype.h"
 
 namespace zt {
