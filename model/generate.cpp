@@ -30,11 +30,11 @@ Decoder::Decoder(Transformer& model) : m_(model) {
 // ffn_ += gate * SwiGLU_prefix(xf_)
 void Decoder::ffn(const std::string& p, int hid, float gate) {
   const int d = m_.cfg.model_dim;
-  matmul_forward(a_.data(), xf_.data(), m_.param(p + ".w1"), 1, d, hid);
-  matmul_forward(b_.data(), xf_.data(), m_.param(p + ".w3"), 1, d, hid);
+  linear_forward(a_.data(), xf_.data(), m_.param(p + ".w1"), 1, d, hid);
+  linear_forward(b_.data(), xf_.data(), m_.param(p + ".w3"), 1, d, hid);
   swiglu_forward(s_.data(), a_.data(), b_.data(), hid);
   for (int i = 0; i < hid; ++i) s_[i] *= gate;
-  matmul_forward(ffn_.data(), s_.data(), m_.param(p + ".w2"), 1, hid, d, /*accumulate=*/true);
+  linear_forward(ffn_.data(), s_.data(), m_.param(p + ".w2"), 1, hid, d, /*accumulate=*/true);
 }
 
 const std::vector<float>& Decoder::step(int32_t token) {
@@ -47,9 +47,9 @@ const std::vector<float>& Decoder::step(int32_t token) {
   for (int l = 0; l < c.layers; ++l) {
     const std::string b = "blocks." + std::to_string(l);
     rmsnorm_forward(xa_.data(), &rstd, x_.data(), m_.param(b + ".attn_norm"), 1, d, c.norm_eps);
-    matmul_forward(q_.data(), xa_.data(), m_.param(b + ".attn.wq"), 1, d, d);
-    matmul_forward(k_.data(), xa_.data(), m_.param(b + ".attn.wk"), 1, d, d);
-    matmul_forward(v_.data(), xa_.data(), m_.param(b + ".attn.wv"), 1, d, d);
+    linear_forward(q_.data(), xa_.data(), m_.param(b + ".attn.wq"), 1, d, d);
+    linear_forward(k_.data(), xa_.data(), m_.param(b + ".attn.wk"), 1, d, d);
+    linear_forward(v_.data(), xa_.data(), m_.param(b + ".attn.wv"), 1, d, d);
     rope_forward(q_.data(), q_.data(), 1, 1, H, dh, (float)c.rope_base, pos);
     rope_forward(k_.data(), k_.data(), 1, 1, H, dh, (float)c.rope_base, pos);
     float* K = cache_.k[l].data();
@@ -78,13 +78,13 @@ const std::vector<float>& Decoder::step(int32_t token) {
       }
     }
     h_ = x_;
-    matmul_forward(h_.data(), att_.data(), m_.param(b + ".attn.wo"), 1, d, d, true);
+    linear_forward(h_.data(), att_.data(), m_.param(b + ".attn.wo"), 1, d, d, true);
     rmsnorm_forward(xf_.data(), &rstd, h_.data(), m_.param(b + ".ffn_norm"), 1, d, c.norm_eps);
     std::fill(ffn_.begin(), ffn_.end(), 0.0f);
     if (!c.is_moe(l)) {
       ffn(b + ".ffn", c.ffn_dim, 1.0f);
     } else {
-      matmul_forward(rlog_.data(), xf_.data(), m_.param(b + ".moe.router"), 1, d, c.experts);
+      linear_forward(rlog_.data(), xf_.data(), m_.param(b + ".moe.router"), 1, d, c.experts);
       router_forward(rprob_.data(), idx_.data(), gates_.data(), rlog_.data(), 1, c.experts, c.top_k,
                      c.router_norm);
       for (int k = 0; k < c.top_k; ++k)
@@ -95,7 +95,7 @@ const std::vector<float>& Decoder::step(int32_t token) {
   }
   rmsnorm_forward(xf_.data(), &rstd, x_.data(), m_.param("final_norm"), 1, d, c.norm_eps);
   if (c.untie_embeddings) {
-    matmul_forward(logits_.data(), xf_.data(), m_.param("head"), 1, d, c.vocab);
+    linear_forward(logits_.data(), xf_.data(), m_.param("head"), 1, d, c.vocab);
   } else {
     const float* E = m_.param("embed");
     for (int t = 0; t < c.vocab; ++t) {

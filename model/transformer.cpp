@@ -3,8 +3,6 @@
 // Every activation backward needs is kept in Acts; scratch gradients are reused across blocks.
 #include "model/transformer.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -68,10 +66,10 @@ constexpr auto kAct = MemCategory::activations;
 // out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward.
 void ffn_forward(float* out, const float* x, int n, int d, int hid, const float* w1,
                  const float* w2, const float* w3, float* a, float* b, float* s) {
-  matmul_forward(a, x, w1, n, d, hid);
-  matmul_forward(b, x, w3, n, d, hid);
+  linear_forward(a, x, w1, n, d, hid);
+  linear_forward(b, x, w3, n, d, hid);
   swiglu_forward(s, a, b, (int64_t)n * hid);
-  matmul_forward(out, s, w2, n, hid, d, /*accumulate=*/true);
+  linear_forward(out, s, w2, n, hid, d, /*accumulate=*/true);
 }
 
 // dx += d/dx, dw* += d/dw* of the FFN given dout; da, db, ds are scratch [n, hid].
@@ -80,12 +78,12 @@ void ffn_backward(float* dx, float* dw1, float* dw2, float* dw3, const float* do
                   const float* a, const float* b, const float* s, float* da, float* db, float* ds) {
   int64_t nh = (int64_t)n * hid;
   zero(ds, nh);
-  matmul_backward(ds, dw2, dout, s, w2, n, hid, d);
+  linear_backward(ds, dw2, dout, s, w2, n, hid, d);
   zero(da, nh);
   zero(db, nh);
   swiglu_backward(da, db, ds, a, b, nh);
-  matmul_backward(dx, dw1, da, x, w1, n, d, hid);
-  matmul_backward(dx, dw3, db, x, w3, n, d, hid);
+  linear_backward(dx, dw1, da, x, w1, n, d, hid);
+  linear_backward(dx, dw3, db, x, w3, n, d, hid);
 }
 
 }  // namespace
@@ -241,15 +239,15 @@ LossParts Transformer::forward(const int32_t* tokens, int B, int T) {
     const BlockIdx& bi = a.blk[l];
     // attention
     rmsnorm_forward(la.xa.data(), la.rstd_a.data(), x, P(bi.attn_norm), N, d, cfg.norm_eps);
-    matmul_forward(la.q.data(), la.xa.data(), P(bi.wq), N, d, d);
-    matmul_forward(la.k.data(), la.xa.data(), P(bi.wk), N, d, d);
-    matmul_forward(la.v.data(), la.xa.data(), P(bi.wv), N, d, d);
+    linear_forward(la.q.data(), la.xa.data(), P(bi.wq), N, d, d);
+    linear_forward(la.k.data(), la.xa.data(), P(bi.wk), N, d, d);
+    linear_forward(la.v.data(), la.xa.data(), P(bi.wv), N, d, d);
     rope_forward(la.q.data(), la.q.data(), B, T, H, dh, (float)cfg.rope_base);
     rope_forward(la.k.data(), la.k.data(), B, T, H, dh, (float)cfg.rope_base);
     attention_forward(la.att.data(), la.probs.data(), la.q.data(), la.k.data(), la.v.data(), B, T,
                       H, dh);
     copy(la.h.data(), x, (int64_t)N * d);
-    matmul_forward(la.h.data(), la.att.data(), P(bi.wo), N, d, d, /*accumulate=*/true);
+    linear_forward(la.h.data(), la.att.data(), P(bi.wo), N, d, d, /*accumulate=*/true);
     // feed-forward
     rmsnorm_forward(la.xf.data(), la.rstd_f.data(), la.h.data(), P(bi.ffn_norm), N, d,
                     cfg.norm_eps);
@@ -259,7 +257,7 @@ LossParts Transformer::forward(const int32_t* tokens, int B, int T) {
                   P(bi.ffn.w3), la.fa.data(), la.fb.data(), la.fs.data());
     } else {
       const int E = cfg.experts, K = cfg.top_k, eh = cfg.expert_ffn_dim;
-      matmul_forward(la.rlogits.data(), la.xf.data(), P(bi.router), N, d, E);
+      linear_forward(la.rlogits.data(), la.xf.data(), P(bi.router), N, d, E);
       router_forward(la.rprobs.data(), la.idx.data(), la.gates.data(), la.rlogits.data(), N, E, K,
                      cfg.router_norm);
       la.aux =
@@ -288,10 +286,9 @@ LossParts Transformer::forward(const int32_t* tokens, int B, int T) {
   if (hooks.before_forward) hooks.before_forward(cfg.layers + 1);
   rmsnorm_forward(a.xn.data(), a.rstd.data(), x, P(a.final_norm), N, d, cfg.norm_eps);
   if (cfg.untie_embeddings) {
-    matmul_forward(a.logits.data(), a.xn.data(), P(a.head), N, d, V);
+    linear_forward(a.logits.data(), a.xn.data(), P(a.head), N, d, V);
   } else {  // logits = xn E^T, E [V, d]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, d, 1.0f, a.xn.data(), d, P(a.embed),
-                d, 0.0f, a.logits.data(), V);
+    matmul(a.logits.data(), a.xn.data(), P(a.embed), N, V, d, false, true);
   }
   out.ce = cross_entropy_forward(a.losses.data(), a.logits.data(), a.targets.data(), N, V);
   return out;
@@ -314,12 +311,10 @@ void Transformer::backward(float loss_scale) {
   float* dxn = a.dxa.data();
   zero(dxn, Nd);
   if (cfg.untie_embeddings) {
-    matmul_backward(dxn, G(a.head), a.dlogits.data(), a.xn.data(), P(a.head), N, d, V);
+    linear_backward(dxn, G(a.head), a.dlogits.data(), a.xn.data(), P(a.head), N, d, V);
   } else {  // dxn += dlogits E ; dE += dlogits^T xn
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, V, 1.0f, a.dlogits.data(), V,
-                P(a.embed), d, 1.0f, dxn, d);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, d, N, 1.0f, a.dlogits.data(), V,
-                a.xn.data(), d, 1.0f, G(a.embed), d);
+    matmul(dxn, a.dlogits.data(), P(a.embed), N, d, V, false, false, true);
+    matmul(G(a.embed), a.dlogits.data(), a.xn.data(), V, d, N, true, false, true);
   }
   const float* x_last = cfg.layers > 0 ? a.layers.back().out.data() : a.x0.data();
   float* dres = a.dres.data();  // gradient of the residual stream, flows down the blocks
@@ -371,13 +366,13 @@ void Transformer::backward(float loss_scale) {
       zero(a.drlogits.data(), (int64_t)N * E);
       router_backward(a.drlogits.data(), a.dgates.data(), a.dprobs.data(), la.rprobs.data(),
                       la.idx.data(), N, E, K, cfg.router_norm);
-      matmul_backward(dxf, G(bi.router), a.drlogits.data(), la.xf.data(), P(bi.router), N, d, E);
+      linear_backward(dxf, G(bi.router), a.drlogits.data(), la.xf.data(), P(bi.router), N, d, E);
     }
     rmsnorm_backward(dres, G(bi.ffn_norm), dxf, la.h.data(), P(bi.ffn_norm), la.rstd_f.data(), N,
                      d);
     // attention: h = x + (softmax(q k^T) v) Wo, q/k roped
     zero(a.datt.data(), Nd);
-    matmul_backward(a.datt.data(), G(bi.wo), dres, la.att.data(), P(bi.wo), N, d, d);
+    linear_backward(a.datt.data(), G(bi.wo), dres, la.att.data(), P(bi.wo), N, d, d);
     zero(a.dq.data(), Nd);
     zero(a.dk.data(), Nd);
     zero(a.dv.data(), Nd);
@@ -388,9 +383,9 @@ void Transformer::backward(float loss_scale) {
     rope_backward(a.dqr.data(), a.dq.data(), B, T, H, dh, (float)cfg.rope_base);
     rope_backward(a.dkr.data(), a.dk.data(), B, T, H, dh, (float)cfg.rope_base);
     zero(a.dxa.data(), Nd);
-    matmul_backward(a.dxa.data(), G(bi.wq), a.dqr.data(), la.xa.data(), P(bi.wq), N, d, d);
-    matmul_backward(a.dxa.data(), G(bi.wk), a.dkr.data(), la.xa.data(), P(bi.wk), N, d, d);
-    matmul_backward(a.dxa.data(), G(bi.wv), a.dv.data(), la.xa.data(), P(bi.wv), N, d, d);
+    linear_backward(a.dxa.data(), G(bi.wq), a.dqr.data(), la.xa.data(), P(bi.wq), N, d, d);
+    linear_backward(a.dxa.data(), G(bi.wk), a.dkr.data(), la.xa.data(), P(bi.wk), N, d, d);
+    linear_backward(a.dxa.data(), G(bi.wv), a.dv.data(), la.xa.data(), P(bi.wv), N, d, d);
     rmsnorm_backward(dres, G(bi.attn_norm), a.dxa.data(), x_in, P(bi.attn_norm), la.rstd_a.data(),
                      N, d);
     if (hooks.grads_ready) hooks.grads_ready(l + 1);

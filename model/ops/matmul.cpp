@@ -1,35 +1,44 @@
-// matmul.cpp: dense matmul forward and backward on OpenBLAS sgemm (row-major, weights [in, out]).
-//   forward   out[n, o]  = (or +=) x[n, i] W[i, o]
-//   backward  dx[n, i]  += dout[n, o] W^T      dw[i, o] += x^T dout[n, o]
-// Threads come from OpenBLAS itself (OPENBLAS_NUM_THREADS).
-#include <cblas.h>
-
+// matmul.cpp: the model's one GEMM and the linear layer built on it (ops.h).
+// matmul goes to the device layer's gemm (runtime/device.h: OpenBLAS sgemm on the CPU, cuBLAS in
+// CUDA builds), so every matrix product of the model has one place to change. Threads come from
+// OpenBLAS itself (OPENBLAS_NUM_THREADS).
 #include <cstring>
 
 #include "model/ops/ops.h"
+#include "runtime/device.h"
 
 namespace zt {
 
-void matmul_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
-                    bool accumulate) {
-  if (n <= 0 || out_dim <= 0) return;
-  if (in <= 0) {  // empty sum: out = 0 (or unchanged when accumulating)
-    if (!accumulate) std::memset(out, 0, sizeof(float) * (size_t)n * out_dim);
+void matmul(float* c, const float* a, const float* b, int m, int n, int k, bool trans_a,
+            bool trans_b, bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {  // an empty sum: c = 0, or unchanged when accumulating
+    if (!accumulate) std::memset(c, 0, sizeof(float) * (size_t)m * n);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out_dim, in, 1.0f, x, in, w, out_dim,
-              accumulate ? 1.0f : 0.0f, out, out_dim);
+  gemm(DeviceKind::cpu, trans_a, trans_b, m, n, k, 1.0f, a, trans_a ? m : k, b, trans_b ? k : n,
+       accumulate ? 1.0f : 0.0f, c, n);
 }
 
-void matmul_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
+void linear_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
+                    bool accumulate) {
+  matmul(out, x, w, n, out_dim, in, false, false, accumulate);
+}
+
+void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in,
+                           int out_dim) {
+  if (out_dim > 0) matmul(dx, dout, w, n, in, out_dim, false, true, true);
+}
+
+void linear_backward_weight(float* dw, const float* dout, const float* x, int n, int in,
+                            int out_dim) {
+  if (n > 0) matmul(dw, x, dout, in, out_dim, n, true, false, true);
+}
+
+void linear_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
                      int in, int out_dim) {
-  if (n <= 0 || in <= 0 || out_dim <= 0) return;  // every gradient is an empty sum or empty
-  if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, in, out_dim, 1.0f, dout, out_dim, w,
-                out_dim, 1.0f, dx, in);
-  if (dw)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out_dim, n, 1.0f, x, in, dout, out_dim,
-                1.0f, dw, out_dim);
+  if (dx) linear_backward_input(dx, dout, w, n, in, out_dim);
+  if (dw) linear_backward_weight(dw, dout, x, n, in, out_dim);
 }
 
 }  // namespace zt

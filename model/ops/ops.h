@@ -23,11 +23,26 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* g, in
 void rmsnorm_backward(float* dx, float* dg, const float* dout, const float* x, const float* g,
                       const float* rstd, int n, int d);
 
-// matmul (OpenBLAS sgemm): out[n,o] (=, or += when accumulate) x[n,i] W[i,o]
-void matmul_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
+// matmul: the model's one GEMM (every matrix product outside attention's own kernel goes
+// through it: the seam for the CUDA path and QAT). Row-major, op(x) = x^T when its flag is set:
+//   c[m, n] (=, or += when accumulate) op(a) op(b),  a [m, k] ([k, m] transposed), b [k, n]
+//   ([n, k] transposed); k == 0 is an empty sum.
+void matmul(float* c, const float* a, const float* b, int m, int n, int k, bool trans_a,
+            bool trans_b, bool accumulate = false);
+
+// linear: y = x W with W stored [in, out] (SPEC section 1), and its backward as two halves that
+// can run apart (a zero-bubble pipeline defers the weight half):
+//   forward          out[n, o] (=, or += when accumulate) x[n, i] W[i, o]
+//   backward_input   dx[n, i] += dout W^T
+//   backward_weight  dw[i, o] += x^T dout
+//   backward         both (a null dx or dw skips that half)
+void linear_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
                     bool accumulate = false);
-// dx[n,i] += dout W^T ; dw[i,o] += x^T dout
-void matmul_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
+void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in,
+                           int out_dim);
+void linear_backward_weight(float* dw, const float* dout, const float* x, int n, int in,
+                            int out_dim);
+void linear_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
                      int in, int out_dim);
 
 // rope (rotate_half convention), forward in place allowed (out == x); backward accumulates, so

@@ -57,7 +57,7 @@ void rmsnorm_backward(T* dx, T* dg, const T* dout, const T* x, const T* g, const
 
 // ---- matmul: out[n, o] (= or +=) x[n, i] W[i, o]
 template <typename T>
-void matmul_forward(T* out, const T* x, const T* w, int n, int in, int out_dim,
+void linear_forward(T* out, const T* x, const T* w, int n, int in, int out_dim,
                     bool accumulate = false) {
   for (int r = 0; r < n; ++r)
     for (int o = 0; o < out_dim; ++o) {
@@ -69,7 +69,7 @@ void matmul_forward(T* out, const T* x, const T* w, int n, int in, int out_dim,
 }
 // dx[n, i] += dout W^T ; dw[i, o] += x^T dout
 template <typename T>
-void matmul_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, int n, int in,
+void linear_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, int n, int in,
                      int out_dim) {
   for (int r = 0; r < n; ++r)
     for (int i = 0; i < in; ++i)

@@ -173,11 +173,11 @@ TEST(Matmul, GradMatchesFiniteDifferences) {
   dvec x = random_vec(n * in, 21), W = random_vec(in * o, 22), w = random_vec(n * o, 23);
   dvec out(n * o);
   auto L = [&] {
-    ref::matmul_forward(out.data(), x.data(), W.data(), n, in, o);
+    ref::linear_forward(out.data(), x.data(), W.data(), n, in, o);
     return test::dot(out, w);
   };
   dvec dx(n * in, 0.0), dW(in * o, 0.0);
-  ref::matmul_backward(dx.data(), dW.data(), w.data(), x.data(), W.data(), n, in, o);
+  ref::linear_backward(dx.data(), dW.data(), w.data(), x.data(), W.data(), n, in, o);
   EXPECT_LT(max_norm_err(dx, numeric_grad(L, x)), grad_tol);
   EXPECT_LT(max_norm_err(dW, numeric_grad(L, W)), grad_tol);
 }
@@ -189,15 +189,15 @@ void matmul_vs_ref(int n, int in, int o) {
   fvec xf = to_float(x), Wf = to_float(W), doutf = to_float(dout);
   for (bool acc : {false, true}) {
     dvec rout = out0;
-    ref::matmul_forward(rout.data(), x.data(), W.data(), n, in, o, acc);
+    ref::linear_forward(rout.data(), x.data(), W.data(), n, in, o, acc);
     fvec out = to_float(out0);
-    matmul_forward(out.data(), xf.data(), Wf.data(), n, in, o, acc);
+    linear_forward(out.data(), xf.data(), Wf.data(), n, in, o, acc);
     EXPECT_LT(max_norm_err(out, rout), fp32_tol) << n << "x" << in << "x" << o << " acc " << acc;
   }
   dvec rdx = dx0, rdW = dW0;
-  ref::matmul_backward(rdx.data(), rdW.data(), dout.data(), x.data(), W.data(), n, in, o);
+  ref::linear_backward(rdx.data(), rdW.data(), dout.data(), x.data(), W.data(), n, in, o);
   fvec dx = to_float(dx0), dW = to_float(dW0);
-  matmul_backward(dx.data(), dW.data(), doutf.data(), xf.data(), Wf.data(), n, in, o);
+  linear_backward(dx.data(), dW.data(), doutf.data(), xf.data(), Wf.data(), n, in, o);
   EXPECT_LT(max_norm_err(dx, rdx), fp32_tol) << n << "x" << in << "x" << o;
   EXPECT_LT(max_norm_err(dW, rdW), fp32_tol) << n << "x" << in << "x" << o;
 }
@@ -213,12 +213,12 @@ TEST(Matmul, BackwardAccumulatesAndSkipsNull) {
   fvec x = to_float(random_vec(n * in, 30)), W = to_float(random_vec(in * o, 31));
   fvec dout = to_float(random_vec(n * o, 32));
   fvec dx1(n * in, 0.f), dW1(in * o, 0.f), dx2(n * in, 0.f), dW2(in * o, 0.f);
-  matmul_backward(dx1.data(), dW1.data(), dout.data(), x.data(), W.data(), n, in, o);
-  matmul_backward(dx2.data(), nullptr, dout.data(), x.data(), W.data(), n, in, o);
-  matmul_backward(nullptr, dW2.data(), dout.data(), x.data(), W.data(), n, in, o);
+  linear_backward(dx1.data(), dW1.data(), dout.data(), x.data(), W.data(), n, in, o);
+  linear_backward(dx2.data(), nullptr, dout.data(), x.data(), W.data(), n, in, o);
+  linear_backward(nullptr, dW2.data(), dout.data(), x.data(), W.data(), n, in, o);
   EXPECT_EQ(dx2, dx1);
   EXPECT_EQ(dW2, dW1);
-  matmul_backward(dx2.data(), dW2.data(), dout.data(), x.data(), W.data(), n, in, o);
+  linear_backward(dx2.data(), dW2.data(), dout.data(), x.data(), W.data(), n, in, o);
   for (auto& v : dx1) v *= 2;
   for (auto& v : dW1) v *= 2;
   EXPECT_LT(max_norm_err(dx2, dx1), 1e-6);
