@@ -91,9 +91,9 @@ int bench_io(int argc, char** argv) {
   const ParamTable table = build_param_table(cfg);
   UnitVectors p(table.num_units()), m(table.num_units()), v(table.num_units());
   for (int u = 0; u < table.num_units(); ++u) {
-    p[u].assign(table.unit_numel[u], 0.25f);
-    m[u].assign(table.unit_numel[u], 0.5f);
-    v[u].assign(table.unit_numel[u], 0.75f);
+    p[u].assign(table.unit_numel(u), 0.25f);
+    m[u].assign(table.unit_numel(u), 0.5f);
+    v[u].assign(table.unit_numel(u), 0.75f);
   }
   const fs::path root = fs::path(dir) / cat("run-", getpid());
   fs::create_directories(root);

@@ -29,7 +29,7 @@ std::vector<Request> requests(ShardStore& st, const ParamTable& table) {
   std::vector<Request> out;
   for (int u = 0; u < table.num_units(); ++u)
     for (const char* what : {"params", "exp_avg", "exp_avg_sq"}) {
-      const int64_t n = table.unit_numel[u];
+      const int64_t n = table.unit_numel(u);
       const int id = st.define(cat("unit_", u, "/", what), DType::fp32, n);
       for (int64_t j = 0; j < n; j += kTile) out.push_back({id, j, std::min(kTile, n - j)});
     }

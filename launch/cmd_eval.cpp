@@ -32,7 +32,7 @@ int cmd_eval(int argc, char** argv) {
     data = (std::filesystem::path(data) / "val.bin").string();
 
   ModelConfig cfg = checkpoint_model_config(ckpt);
-  Transformer model(cfg, 0, /*with_grads=*/false);
+  Model model(cfg, 0, /*with_grads=*/false);
   load_model_weights(ckpt, model);
   TokenFile tf = read_token_file(data, cfg.vocab);
   EvalResult r = evaluate(model, tf.tokens, cfg.seq_len, eval_tokens, micro_batch);

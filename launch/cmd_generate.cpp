@@ -33,7 +33,7 @@ int cmd_generate(int argc, char** argv) {
 
   ModelConfig cfg = checkpoint_model_config(ckpt);
   if (cfg.vocab != 256) fail("generate reads and writes bytes; this model has --vocab ", cfg.vocab);
-  Transformer model(cfg, 0, /*with_grads=*/false);
+  Model model(cfg, 0, /*with_grads=*/false);
   load_model_weights(ckpt, model);
   std::vector<int32_t> tokens(prompt.begin(), prompt.end());
   for (int32_t& t : tokens) t &= 0xff;

@@ -11,11 +11,12 @@
 #include "model/data/sampler.h"
 #include "model/data/token_file.h"
 #include "model/evaluate.h"
-#include "model/transformer.h"
+#include "model/model.h"
 #include "offload/checkpoint.h"
 #include "offload/shard_store.h"
 #include "optim/lr_schedule.h"
 #include "parallel/grid.h"
+#include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
@@ -130,7 +131,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   if (!paths.val.empty()) val = read_token_file(paths.val, mc.vocab);
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
-  Transformer model(mc, o.seed);
+  Model model(mc, o.seed);
   std::unique_ptr<ShardStore> store;  // NVMe offload; outlives the engine
   if (o.offload_optimizer == "nvme" || o.offload_params == "nvme")
     store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
@@ -145,11 +146,13 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   zo.prefetch = o.prefetch_layers;
   zo.precision = dtype_from_name(o.precision);
   ZeroEngine engine(model, dp, zo);
+  std::unique_ptr<TrainStep> train_step = make_data_parallel_step(model, engine);
   MetricsWriter metrics(rank0 ? o.metrics : "");  // after the set-up: a failed start writes nothing
 
   const int B = o.micro_batch, T = mc.seq_len;
   const int64_t G = (int64_t)B * o.grad_accum * ndp;  // samples per global batch
-  const double flops_per_token = mc.train_flops_per_token();
+  const ParamCounts counts = count_params(model.table, mc);
+  const double flops_per_token = counts.flops_per_token;
   const nlohmann::json layout = {{"world", ctx.world()}, {"dp", ndp},
                                  {"tp", o.tp},           {"pp", o.pp},
                                  {"ep", o.ep},           {"zero_stage", o.zero_stage}};
@@ -158,7 +161,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
         "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d, %s\n",
-        (long long)mc.num_params(), (long long)mc.active_params(), (long long)train.tokens.size(),
+        (long long)counts.params, (long long)counts.active, (long long)train.tokens.size(),
         (long long)G, T, ctx.world(), o.zero_stage, o.precision.c_str());
     if (store)
       std::printf("zerotrain train: offloading%s%s to %s (%g MB resident at most)\n",
@@ -197,8 +200,10 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
 
   auto run_eval = [&]() -> double {
     if (val.tokens.empty()) return NAN;
-    EvalResult r = evaluate(model, val.tokens, T, o.eval_tokens, B);
-    engine.release_gathered();
+    EvalResult r =
+        evaluate([&](const int32_t* t, int b, int n) { return train_step->evaluate(t, b, n); },
+                 val.tokens, T, o.eval_tokens, B);
+    train_step->end_evaluation();
     return r.ce;
   };
   auto checkpoint = [&]() {  // every rank writes its piece in parallel; rank 0 seals it
@@ -238,26 +243,18 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     double t0 = now_ms();
     CommStats c0 = comm_stats();
     const StoreCounters io0 = store ? store->counters() : StoreCounters{};
-    engine.begin_step(o.grad_accum);
-    double ce = 0, aux = 0, dropped = 0;
-    for (int micro = 0; micro < o.grad_accum; ++micro) {
-      // This rank's microbatch: samples [step*G + (rank*accum + micro)*B, +B) of the stream.
-      const int64_t first = step * G + ((int64_t)rdp * o.grad_accum + micro) * B;
+    // This rank's microbatch i: samples [step*G + (rank*accum + i)*B, +B) of the stream.
+    auto microbatch = [&](int i) {
+      const int64_t first = step * G + ((int64_t)rdp * o.grad_accum + i) * B;
       for (int b = 0; b < B; ++b) {
         int64_t start = sampler.start(first + b);
         for (int t = 0; t <= T; ++t) batch[(size_t)b * (T + 1) + t] = train.tokens[start + t];
       }
-      LossParts lp;
-      {
-        TraceScope ts("forward");
-        lp = engine.forward(batch.data(), B, T);
-      }
-      {
-        TraceScope ts("backward");
-        engine.backward(1.0f / (float)(o.grad_accum * ndp));
-      }
-      ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
-    }
+      return batch.data();
+    };
+    StepLosses sl =
+        train_step->run(o.grad_accum, microbatch, B, T, 1.0f / (float)(o.grad_accum * ndp));
+    double ce = sl.ce, aux = sl.aux, dropped = (double)sl.dropped;
     // Losses of the global batch, and whether any rank was asked to stop (SIGTERM / SIGUSR1).
     // Over the world: every rank must see the stop; world = dp until tp and pp exist.
     std::vector<float> sums = reduce_values(

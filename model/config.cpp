@@ -1,4 +1,4 @@
-// config.cpp: ModelConfig validation, parameter and FLOP counts, JSON form.
+// config.cpp: ModelConfig validation and JSON form.
 #include "model/config.h"
 
 #include <nlohmann/json.hpp>
@@ -33,44 +33,6 @@ void ModelConfig::validate() const {
   need(aux_loss_coef >= 0, "--aux-loss-coef must be >= 0 (got ", aux_loss_coef, ")");
   need(rope_base > 1, "--rope-base must be > 1 (got ", rope_base, ")");
   need(seq_len >= 1, "--seq-len must be >= 1 (got ", seq_len, ")");
-}
-
-static int64_t swiglu_params(int64_t d, int64_t h) { return 3 * d * h; }
-
-int64_t ModelConfig::num_params() const {
-  int64_t d = model_dim, n = (int64_t)vocab * d * (untie_embeddings ? 2 : 1) + d;
-  for (int l = 0; l < layers; ++l) {
-    n += 2 * d + 4 * d * d;
-    if (!is_moe(l)) {
-      n += swiglu_params(d, ffn_dim);
-    } else {
-      n += d * experts + experts * swiglu_params(d, expert_ffn_dim) +
-           swiglu_params(d, (int64_t)shared_experts * expert_ffn_dim);
-    }
-  }
-  return n;
-}
-
-int64_t ModelConfig::active_params() const {
-  int64_t d = model_dim, n = (int64_t)vocab * d;  // the head matmul (tied or not)
-  for (int l = 0; l < layers; ++l) {
-    n += 4 * d * d;
-    if (!is_moe(l)) {
-      n += swiglu_params(d, ffn_dim);
-    } else {
-      n += d * experts + top_k * swiglu_params(d, expert_ffn_dim) +
-           swiglu_params(d, (int64_t)shared_experts * expert_ffn_dim);
-    }
-  }
-  return n;
-}
-
-double ModelConfig::train_flops_per_token() const {
-  // Matmuls: 2 FLOPs per multiply-add, x3 for forward + two backward matmuls. Attention: q k^T and
-  // p v each 2 * T * d per token forward (causal: half of the T x T is used, PaLM-style full count
-  // would double it; we count only the computed half), x3 for training.
-  double attn = 3.0 * layers * 2.0 * 2.0 * (seq_len / 2.0) * model_dim;
-  return 6.0 * (double)active_params() + attn;
 }
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {

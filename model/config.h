@@ -28,11 +28,7 @@ struct ModelConfig {
   int head_dim() const { return model_dim / heads; }
   bool is_moe(int layer) const { return layer >= dense_layers && experts > 0; }
   void validate() const;  // throws zt::Error naming the flag
-  int64_t num_params() const;
-  // Parameters touched per token (top_k experts of each MoE block, not all of them).
-  int64_t active_params() const;
-  // Training FLOPs per token: 6 * active matmul parameters + attention scores and values.
-  double train_flops_per_token() const;
+  // Parameter counts and FLOPs: model/params.h, count_params (they derive from the table).
 };
 
 void to_json(nlohmann::json& j, const ModelConfig& c);

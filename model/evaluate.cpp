@@ -3,11 +3,12 @@
 
 #include <algorithm>
 
+#include "model/passes.h"
 #include "runtime/error.h"
 
 namespace zt {
 
-EvalResult evaluate(Transformer& model, const std::vector<uint16_t>& tokens, int T,
+EvalResult evaluate(const ForwardFn& forward, const std::vector<uint16_t>& tokens, int T,
                     int64_t max_tokens, int micro_batch) {
   const int64_t avail = (int64_t)tokens.size() - 1;  // target tokens the file can provide
   int64_t budget = std::min(max_tokens, avail);
@@ -24,7 +25,7 @@ EvalResult evaluate(Transformer& model, const std::vector<uint16_t>& tokens, int
     for (int b = 0; b < nb; ++b)
       for (int t = 0; t <= len; ++t)
         batch[(size_t)b * (len + 1) + t] = tokens[pos + (int64_t)b * len + t];
-    LossParts lp = model.forward(batch.data(), nb, len);
+    LossParts lp = forward(batch.data(), nb, len);
     int64_t n = (int64_t)nb * len;
     ce_sum += lp.ce * (double)n;
     aux_sum += lp.aux * (double)n;
@@ -35,6 +36,14 @@ EvalResult evaluate(Transformer& model, const std::vector<uint16_t>& tokens, int
   r.ce = ce_sum / (double)r.tokens;
   r.aux = aux_sum / (double)r.tokens;
   return r;
+}
+
+EvalResult evaluate(Model& model, const std::vector<uint16_t>& tokens, int seq_len,
+                    int64_t max_tokens, int micro_batch) {
+  Acts acts;
+  return evaluate(
+      [&](const int32_t* t, int B, int T) { return model_forward(model, acts, t, B, T); }, tokens,
+      seq_len, max_tokens, micro_batch);
 }
 
 }  // namespace zt

@@ -4,9 +4,10 @@
 // short when the budget or the file ends inside it).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/layers.h"
 
 namespace zt {
 
@@ -16,7 +17,13 @@ struct EvalResult {
   int64_t tokens = 0;
 };
 
-EvalResult evaluate(Transformer& model, const std::vector<uint16_t>& tokens, int seq_len,
+// The loss of one batch of tokens [B, T+1] (a forward pass, whoever owns the parameters).
+using ForwardFn = std::function<LossParts(const int32_t* tokens, int B, int T)>;
+
+EvalResult evaluate(const ForwardFn& forward, const std::vector<uint16_t>& tokens, int seq_len,
+                    int64_t max_tokens, int micro_batch);
+// The same for a model that holds all of its own parameters.
+EvalResult evaluate(Model& model, const std::vector<uint16_t>& tokens, int seq_len,
                     int64_t max_tokens, int micro_batch);
 
 }  // namespace zt

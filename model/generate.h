@@ -1,34 +1,31 @@
-// generate.h: autoregressive decoding with a KV cache (one token at a time, batch 1).
+// generate.h: autoregressive decoding with a KV cache (one token at a time, batch 1), and top-k
+// sampling.
 // Experts are applied dropless at decode time (capacity limits are a training-batch notion).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/acts.h"
+#include "model/model.h"
 
 namespace zt {
 
-struct KVCache {
-  int capacity = 0, len = 0;             // positions held / used
-  std::vector<std::vector<float>> k, v;  // [layers][capacity * d], k after RoPE
-};
-
+// One position at a time through the training layers (model/layers.h), with the key/value cache
+// (model/acts.h, KVCache) so each position costs one row, not the whole prefix.
 class Decoder {
  public:
-  explicit Decoder(Transformer& model);
+  explicit Decoder(Model& model);
   void reset() { cache_.len = 0; }
   int position() const { return cache_.len; }
   // Appends `token` at the next position and returns logits [vocab] for the position after it.
   const std::vector<float>& step(int32_t token);
 
  private:
-  Transformer& m_;
+  Model& m_;
   KVCache cache_;
-  std::vector<float> x_, xa_, q_, k_, v_, att_, h_, xf_, ffn_, a_, b_, s_, scores_, logits_;
-  std::vector<float> rlog_, rprob_, gates_;
-  std::vector<int32_t> idx_;
-  void ffn(const std::string& prefix, int hidden, float gate);
+  Acts acts_;
+  std::vector<float> logits_;
 };
 
 struct SampleOptions {
@@ -40,7 +37,7 @@ struct SampleOptions {
 
 // Continues `prompt` (token ids); returns only the new tokens. When the context reaches seq_len the
 // cache is rebuilt from the last seq_len / 2 tokens (a sliding window).
-std::vector<int32_t> generate(Transformer& model, const std::vector<int32_t>& prompt,
+std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt,
                               const SampleOptions& o);
 
 }  // namespace zt

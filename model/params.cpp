@@ -1,4 +1,4 @@
-// params.cpp: builds the parameter table of SPEC section 1 in a fixed order.
+// params.cpp: builds the parameter table of SPEC section 1 in a fixed order, and its counts.
 #include "model/params.h"
 
 #include <cmath>
@@ -8,9 +8,14 @@
 
 namespace zt {
 
+const char* split_name(Split s) {
+  static const char* names[] = {"none", "column", "row", "vocab"};
+  return names[(int)s];
+}
+
 int64_t ParamTable::total_numel() const {
   int64_t n = 0;
-  for (int64_t u : unit_numel) n += u;
+  for (const UnitSpec& u : units) n += u.numel;
   return n;
 }
 
@@ -26,57 +31,88 @@ const ParamSpec& ParamTable::at(const std::string& name) const {
   return params[i];
 }
 
+int ParamTable::unit_of(UnitKind kind, int layer) const {
+  for (int u = 0; u < num_units(); ++u)
+    if (units[u].kind == kind && units[u].layer == layer) return u;
+  return -1;
+}
+
 ParamTable build_param_table(const ModelConfig& c) {
   ParamTable t;
   const int64_t d = c.model_dim;
   const float std_in = 0.02f, std_out = 0.02f / std::sqrt(2.0f * c.layers);
-  int unit = 0;
-  auto add = [&](std::string name, Shape shape, float std, bool norm = false) {
+  int layer = -1, expert = -1;
+  auto unit = [&](UnitKind kind) { t.units.push_back({kind, layer, 0}); };
+  auto add = [&](std::string name, Shape shape, float std, Split split, bool norm = false) {
     ParamSpec p;
     p.name = std::move(name);
     p.numel = shape_numel(shape);
     p.shape = std::move(shape);
-    p.unit = unit;
-    p.offset = t.unit_numel[unit];
+    p.unit = t.num_units() - 1;
+    p.offset = t.units.back().numel;
+    p.layer = layer;
+    p.expert = expert;
+    p.split = split;
     p.decay = !norm;
     p.is_norm = norm;
     p.init_std = std;
-    t.unit_numel[unit] += p.numel;
+    t.units.back().numel += p.numel;
     t.params.push_back(std::move(p));
   };
   auto swiglu = [&](const std::string& prefix, int64_t hidden) {
-    add(prefix + ".w1", {d, hidden}, std_in);
-    add(prefix + ".w2", {hidden, d}, std_out);
-    add(prefix + ".w3", {d, hidden}, std_in);
+    add(prefix + ".w1", {d, hidden}, std_in, Split::column);
+    add(prefix + ".w2", {hidden, d}, std_out, Split::row);
+    add(prefix + ".w3", {d, hidden}, std_in, Split::column);
   };
 
-  t.unit_numel.push_back(0);
-  add("embed", {c.vocab, d}, std_in);
-  for (int l = 0; l < c.layers; ++l) {
-    unit = (int)t.unit_numel.size();
-    t.unit_numel.push_back(0);
-    std::string b = "blocks." + std::to_string(l);
-    add(b + ".attn_norm", {d}, 0, true);
-    add(b + ".attn.wq", {d, d}, std_in);
-    add(b + ".attn.wk", {d, d}, std_in);
-    add(b + ".attn.wv", {d, d}, std_in);
-    add(b + ".attn.wo", {d, d}, std_out);
-    add(b + ".ffn_norm", {d}, 0, true);
-    if (!c.is_moe(l)) {
+  unit(UnitKind::embed);
+  add("embed", {c.vocab, d}, std_in, Split::vocab);
+  for (layer = 0; layer < c.layers; ++layer) {
+    unit(UnitKind::block);
+    std::string b = "blocks." + std::to_string(layer);
+    add(b + ".attn_norm", {d}, 0, Split::none, true);
+    add(b + ".attn.wq", {d, d}, std_in, Split::column);
+    add(b + ".attn.wk", {d, d}, std_in, Split::column);
+    add(b + ".attn.wv", {d, d}, std_in, Split::column);
+    add(b + ".attn.wo", {d, d}, std_out, Split::row);
+    add(b + ".ffn_norm", {d}, 0, Split::none, true);
+    if (!c.is_moe(layer)) {
       swiglu(b + ".ffn", c.ffn_dim);
-    } else {
-      add(b + ".moe.router", {d, c.experts}, std_in);
-      for (int e = 0; e < c.experts; ++e)
-        swiglu(b + ".moe.experts." + std::to_string(e), c.expert_ffn_dim);
-      if (c.shared_experts > 0)
-        swiglu(b + ".moe.shared", (int64_t)c.shared_experts * c.expert_ffn_dim);
+      continue;
     }
+    add(b + ".moe.router", {d, c.experts}, std_in, Split::none);
+    if (c.shared_experts > 0)
+      swiglu(b + ".moe.shared", (int64_t)c.shared_experts * c.expert_ffn_dim);
+    unit(UnitKind::experts);
+    for (expert = 0; expert < c.experts; ++expert)
+      swiglu(b + ".moe.experts." + std::to_string(expert), c.expert_ffn_dim);
+    expert = -1;
   }
-  unit = (int)t.unit_numel.size();
-  t.unit_numel.push_back(0);
-  add("final_norm", {d}, 0, true);
-  if (c.untie_embeddings) add("head", {d, c.vocab}, std_in);
+  layer = -1;
+  unit(UnitKind::head);
+  add("final_norm", {d}, 0, Split::none, true);
+  if (c.untie_embeddings) add("head", {d, c.vocab}, std_in, Split::vocab);
   return t;
+}
+
+ParamCounts count_params(const ParamTable& t, const ModelConfig& c) {
+  ParamCounts n;
+  int64_t experts = 0;  // routed-expert matrix parameters, all blocks
+  for (const ParamSpec& p : t.params) {
+    n.params += p.numel;
+    if (p.is_norm) continue;
+    if (p.expert >= 0)
+      experts += p.numel;
+    else if (p.name != "embed" || !c.untie_embeddings)  // the tied embedding is the head matmul
+      n.active += p.numel;
+  }
+  if (c.experts > 0) n.active += experts * c.top_k / c.experts;
+  // Matmuls: 2 FLOPs per multiply-add, x3 for forward + two backward matmuls. Attention: q k^T and
+  // p v each 2 * T * d per token forward (causal: half of the T x T is used, PaLM-style full count
+  // would double it; we count only the computed half), x3 for training.
+  const double attn = 3.0 * c.layers * 2.0 * 2.0 * (c.seq_len / 2.0) * c.model_dim;
+  n.flops_per_token = 6.0 * (double)n.active + attn;
+  return n;
 }
 
 void init_unit_params(float* buf, const ParamTable& t, int unit, uint64_t seed) {

@@ -509,9 +509,9 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
     if (m) m->assign(U, {});
     if (v) v->assign(U, {});
     for (int u = 0; u < U; ++u) {
-      params[u].assign(table.unit_numel[u], 0.0f);
-      if (m) (*m)[u].assign(table.unit_numel[u], 0.0f);
-      if (v) (*v)[u].assign(table.unit_numel[u], 0.0f);
+      params[u].assign(table.unit_numel(u), 0.0f);
+      if (m) (*m)[u].assign(table.unit_numel(u), 0.0f);
+      if (v) (*v)[u].assign(table.unit_numel(u), 0.0f);
       read_unit(files, table, u, params[u].data(), m ? (*m)[u].data() : nullptr,
                 v ? (*v)[u].data() : nullptr, step_dir);
     }
@@ -525,9 +525,9 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
       [&](std::vector<H5File>& files) {
         std::vector<float> up, um, uv;  // one unit at a time
         for (int u = 0; u < table.num_units(); ++u) {
-          up.assign(table.unit_numel[u], 0.0f);
-          um.assign(moments ? table.unit_numel[u] : 0, 0.0f);
-          uv.assign(moments ? table.unit_numel[u] : 0, 0.0f);
+          up.assign(table.unit_numel(u), 0.0f);
+          um.assign(moments ? table.unit_numel(u) : 0, 0.0f);
+          uv.assign(moments ? table.unit_numel(u) : 0, 0.0f);
           read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
                     moments ? uv.data() : nullptr, step_dir);
           sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
@@ -550,7 +550,7 @@ ModelConfig checkpoint_model_config(const std::string& path) {
   return read_manifest(resolve_checkpoint(path)).at("config").get<ModelConfig>();
 }
 
-void load_model_weights(const std::string& path, Transformer& model) {
+void load_model_weights(const std::string& path, Model& model) {
   if (!is_h5_file(path)) {
     UnitVectors params;
     load_checkpoint(resolve_checkpoint(path), model.cfg, model.table, params, nullptr, nullptr,

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/model.h"
 
 namespace zt {
 
@@ -100,7 +100,7 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
 // The model config stored with a checkpoint (step directory, checkpoint root or exported .h5).
 ModelConfig checkpoint_model_config(const std::string& path);
 // Parameters only, for eval/generate: from a checkpoint (any form above) or an exported model.h5.
-void load_model_weights(const std::string& path, Transformer& model);
+void load_model_weights(const std::string& path, Model& model);
 
 // The manifest's checksum of a rank file: multi-lane FNV-1a of each 4 KiB page, the page hashes
 // folded in order with the length (write_rank_file hashes most pages from memory as it writes).

@@ -200,4 +200,29 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
+void attention_decode_forward(float* out, const float* q, const float* k_cache,
+                              const float* v_cache, int len, int H, int dh, int ld, float* scores) {
+  const float scale = 1.0f / std::sqrt((float)dh);
+  for (int h = 0; h < H; ++h) {
+    const float* qh = q + h * dh;
+    float mx = -INFINITY;
+    for (int t = 0; t < len; ++t) {
+      const float* kt = k_cache + (int64_t)t * ld + h * dh;
+      float s = 0;
+      for (int i = 0; i < dh; ++i) s += qh[i] * kt[i];
+      scores[t] = s * scale;
+      mx = std::max(mx, scores[t]);
+    }
+    float sum = 0;
+    for (int t = 0; t < len; ++t) sum += (scores[t] = std::exp(scores[t] - mx));
+    float* oh = out + h * dh;
+    std::fill(oh, oh + dh, 0.0f);
+    for (int t = 0; t < len; ++t) {
+      const float* vt = v_cache + (int64_t)t * ld + h * dh;
+      const float p = scores[t] / sum;
+      for (int i = 0; i < dh; ++i) oh[i] += p * vt[i];
+    }
+  }
+}
+
 }  // namespace zt

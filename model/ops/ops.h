@@ -61,6 +61,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* q, const float* k, const float* v, int B, int T, int H,
                         int dh);
 
+// decoding: one query row (the newest position) attends to the `len` cached positions, which
+// include its own. q, out [H*dh]; k_cache, v_cache [len, ld] (row t = position t, head h in
+// columns h*dh ..); scores [len] scratch.
+void attention_decode_forward(float* out, const float* q, const float* k_cache,
+                              const float* v_cache, int len, int H, int dh, int ld, float* scores);
+
 // swiglu: out[i] = silu(a[i]) * b[i], silu(z) = z * sigmoid(z)
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n);
 void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b,

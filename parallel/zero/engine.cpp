@@ -25,7 +25,7 @@ void trace_comm(const char* what, int unit, double t0) {
 
 static void* at(Buffer<uint8_t>& b, DType dt, int64_t i) { return b.data() + i * dtype_size(dt); }
 
-ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& opt)
+ZeroEngine::ZeroEngine(Model& model, Communicator& dp, const ZeroOptions& opt)
     : model_(model), dp_(dp), opt_(opt) {
   ZT_CHECK(opt.stage >= 0 && opt.stage <= 3, "zero stage ", opt.stage);
   ZT_CHECK(
@@ -42,7 +42,7 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
   for (int u = 0; u < U; ++u) {  // layouts and the optimizer's update regions
     auto un = std::make_unique<Unit>();
     Unit& x = *un;
-    x.lay = make_unit_layout(model.table.unit_numel[u], n, bucket);
+    x.lay = make_unit_layout(model.table.unit_numel(u), n, bucket);
     const UnitLayout& l = x.lay;
     x.state_len = opt.stage == 0 ? l.padded() : l.shard();
     for (int c = 0; c < (opt.stage == 0 ? 1 : l.chunks()); ++c) {
@@ -109,14 +109,12 @@ ZeroEngine::ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& 
     model.unit_params[u] = direct ? reinterpret_cast<float*>(x.pfull.data()) : nullptr;
     model.unit_grads[u] = x.gwork.size() ? x.gwork.data() : nullptr;
   }
-  if (opt.stage == 3 || lowp())
-    model.hooks.before_forward = [this](int u) { on_before_forward(u); };
-  model.hooks.before_backward = [this](int u) { on_before_backward(u); };
-  model.hooks.grads_ready = [this](int u) { on_grads_ready(u); };
+  hooks_.use = [this](int u, Pass p) { p == Pass::forward ? use_forward(u) : use_backward(u); };
+  hooks_.done = [this](int u, Pass) { release(u); };
+  hooks_.grads_ready = [this](int u) { on_grads_ready(u); };
 }
 
 ZeroEngine::~ZeroEngine() {
-  model_.hooks = UnitHooks{};
   for (auto& x : units_) {  // never leave collectives in flight on buffers we free
     for (Work& w : x->gathers) w.wait();
     for (Work& w : x->reduces) w.wait();
@@ -206,15 +204,14 @@ void ZeroEngine::release_gathered() {
   drop_all_shards();
 }
 
-// Forward: make u's fp32 parameters available (and the embedding for a tied head), drop the unit
-// that finished, issue the next gathers.
-void ZeroEngine::on_before_forward(int u) {
+// Forward: make u's fp32 parameters available, issue the next gathers (and, offloaded, the reads
+// ahead of them; at the head, the reads of the units backward gathers first).
+void ZeroEngine::use_forward(int u) {
+  if (opt_.stage < 3 && !lowp()) return;  // the parameters live in place
   acquire(u);
-  if (u == last_unit() && tied()) acquire(0);
-  if (u > 0 && !(u - 1 == 0 && tied())) release(u - 1);
   for (int k = 1; k <= opt_.prefetch && u + k <= last_unit(); ++k) issue_gather(u + k);
   if (u + opt_.prefetch + 1 <= last_unit()) read_ahead(u + opt_.prefetch + 1);
-  if (u == last_unit())  // the units backward gathers first, read while the head computes
+  if (u == last_unit())
     for (int k = 1; k <= std::max(1, opt_.prefetch) && u - k >= 0; ++k) read_ahead(u - k);
 }
 
@@ -224,17 +221,13 @@ void ZeroEngine::alloc_grads(int u) {
   model_.unit_grads[u] = x.gwork.data();
 }
 
-void ZeroEngine::on_before_backward(int u) {
+void ZeroEngine::use_backward(int u) {
   if (opt_.stage == 3 || lowp()) {
     acquire(u);
-    if (u == last_unit() && tied()) acquire(0);
     for (int k = 1; k <= opt_.prefetch && u - k >= 0; ++k) issue_gather(u - k);
     if (u - opt_.prefetch - 1 >= 0) read_ahead(u - opt_.prefetch - 1);
   }
-  if (opt_.stage >= 2 || lowp()) {  // backward writes fp32 gradients into a transient buffer
-    alloc_grads(u);
-    if (u == last_unit() && tied()) alloc_grads(0);  // the head writes the embedding's gradient
-  }
+  if (opt_.stage >= 2 || lowp()) alloc_grads(u);  // backward writes fp32 gradients here
 }
 
 void ZeroEngine::on_grads_ready(int u) {
@@ -276,7 +269,6 @@ void ZeroEngine::on_grads_ready(int u) {
   x.reduce_pending = true;
   x.reduce_t0 = now_ms();
   if (!opt_.overlap) finish_reductions(u);
-  if (opt_.stage == 3 || lowp()) release(u);  // its parameters are not needed again this step
 }
 
 void ZeroEngine::finish_reductions(int u) {
@@ -307,13 +299,8 @@ void ZeroEngine::begin_step(int micro_batches) {
   }
 }
 
-LossParts ZeroEngine::forward(const int32_t* tokens, int B, int T) {
-  return model_.forward(tokens, B, T);
-}
-
-void ZeroEngine::backward(float loss_scale) {
-  ZT_CHECK(micro_ < micro_total_, "more backward passes than begin_step announced");
-  model_.backward(loss_scale * (float)loss_scale_);
+void ZeroEngine::end_microbatch() {
+  ZT_CHECK(micro_ < micro_total_, "more microbatches than begin_step announced");
   // Stages 2-3 reduce every microbatch; finish now so the next one starts from clean buffers.
   if (opt_.stage >= 2)
     for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
@@ -381,12 +368,7 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     sq += global_norm_sq(grads[u],
                          opt_.stage == 0 ? units_[u]->lay.padded() : units_[u]->lay.shard());
   }
-  if (opt_.stage > 0 && dp_.size() > 1) {
-    float s = (float)sq;
-    Work w = dp_.all_reduce(&s, &s, 1, DType::fp32, ReduceOp::sum);
-    wait(w);
-    sq = s;
-  }
+  if (opt_.stage > 0) sq = sum_exact(dp_, sq);  // every rank holds its shard of the gradient
   st.grad_norm = std::sqrt(sq) / loss_scale_;
   AdamWOptions ao;
   ao.grad_scale = clip_scale(st.grad_norm, max_norm) / (float)loss_scale_;

@@ -11,10 +11,10 @@
 //            --prefetch-layers units are issued ahead) and freed right after, in forward and in
 //            backward
 //
-// Units and their chunked shard layout are in layout.h; the engine drives the model through its
-// unit hooks (model/transformer.h). Every buffer goes through the tracked allocator (params,
-// grads, optim; gathered parameters, fp32 working copies and transient full gradients are
-// `buffers`).
+// Units and their chunked shard layout are in layout.h; the model's passes tell the engine when a
+// unit is used and when its gradients are complete through the engine's hooks (model/passes.h).
+// Every buffer goes through the tracked allocator (params, grads, optim; gathered parameters, fp32
+// working copies and transient full gradients are `buffers`).
 //
 // Precision. fp32: the parameters are the master weights. bf16 / fp16: parameters are kept and
 // communicated in 16 bits (params: 2 bytes each, stage 3 only the shard), the fp32 master weights
@@ -36,7 +36,8 @@
 #include <memory>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/model.h"
+#include "model/passes.h"
 #include "optim/adamw.h"
 #include "optim/adamw_simd.h"
 #include "parallel/comm/comm.h"
@@ -71,15 +72,17 @@ struct StepStats {
 class ZeroEngine {
  public:
   // Takes over the model's parameter and gradient storage (its own buffers are released).
-  ZeroEngine(Transformer& model, Communicator& dp, const ZeroOptions& opt);
+  ZeroEngine(Model& model, Communicator& dp, const ZeroOptions& opt);
   ~ZeroEngine();
   ZeroEngine(const ZeroEngine&) = delete;
   ZeroEngine& operator=(const ZeroEngine&) = delete;
 
-  // One optimizer step = begin_step, micro_batches x (forward + backward), finish_step.
+  // One optimizer step = begin_step, micro_batches x (forward + backward through hooks(), with
+  // the loss scaled by loss_scale(); end_microbatch), finish_step. Evaluation runs forward
+  // passes through hooks() too, then release_gathered().
   void begin_step(int micro_batches);
-  LossParts forward(const int32_t* tokens, int B, int T);  // also for evaluation
-  void backward(float loss_scale);
+  const UnitHooks& hooks() const { return hooks_; }
+  void end_microbatch();
   // Waits for the reductions, clips to max_norm (0 = off), AdamW on this rank's part,
   // re-assembles parameters (stages 1-2). step is 1-based for the bias correction.
   StepStats finish_step(double lr, double max_norm, const AdamWConfig& adamw, int64_t step);
@@ -112,10 +115,11 @@ class ZeroEngine {
   struct StagingSlot;
 
  private:
-  Transformer& model_;
+  Model& model_;
   Communicator& dp_;
   ZeroOptions opt_;
   std::vector<std::unique_ptr<Unit>> units_;
+  UnitHooks hooks_;
   int micro_total_ = 1, micro_ = 0;
   double exposed_ms_ = 0, io_wait_ms_ = 0;
   int64_t tile_ = 0;                // offload: elements per staged tile of the optimizer step
@@ -136,8 +140,8 @@ class ZeroEngine {
   void release(int u);  // frees what acquire made (stage-3 gather, 16-bit working copy)
   void alloc_grads(int u);
   bool grads_finite();
-  void on_before_forward(int u);
-  void on_before_backward(int u);
+  void use_forward(int u);
+  void use_backward(int u);
   void on_grads_ready(int u);
   void finish_reductions(int u);
   // offload (engine_offload.cpp)

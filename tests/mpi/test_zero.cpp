@@ -11,7 +11,9 @@
 #include "mpi_test.h"
 #include "optim/clip.h"
 #include "optim/lr_schedule.h"
+#include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
+#include "tests/model_run.h"
 
 namespace zt::test {
 namespace {
@@ -59,18 +61,20 @@ void run_case(const Case& k) {
   AdamWConfig ac;
   ac.weight_decay = 0.1f;
 
-  Transformer ref(cfg, 42);  // single process, grad-accum = accum * dp
-  Transformer model(cfg, 42);
+  Model ref(cfg, 42);  // single process, grad-accum = accum * dp
+  ModelRun ref_run(ref);
+  Model model(cfg, 42);
   ZeroOptions zo;
   zo.stage = k.stage, zo.overlap = k.overlap, zo.prefetch = k.prefetch, zo.bucket_mb = k.bucket_mb;
   zo.precision = k.precision;
   ZeroEngine engine(model, dp, zo);
+  std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
 
   std::vector<float> mref_buf, vref_buf;
   std::vector<std::vector<float>> mref(ref.table.num_units()), vref(ref.table.num_units());
   for (int u = 0; u < ref.table.num_units(); ++u) {
-    mref[u].assign(ref.table.unit_numel[u], 0.0f);
-    vref[u].assign(ref.table.unit_numel[u], 0.0f);
+    mref[u].assign(ref.table.unit_numel(u), 0.0f);
+    vref[u].assign(ref.table.unit_numel(u), 0.0f);
   }
   std::vector<int32_t> tok((size_t)B * (T + 1));
   for (int s = 0; s < steps; ++s) {
@@ -81,12 +85,12 @@ void run_case(const Case& k) {
     for (int q = 0; q < n * k.accum; ++q) {
       for (int b = 0; b < B; ++b)
         sample(s * G + (int64_t)q * B + b, T, cfg.vocab, &tok[b * (T + 1)]);
-      ref_loss += ref.forward(tok.data(), B, T).loss() / (n * k.accum);
-      ref.backward(1.0f / (float)(n * k.accum));
+      ref_loss += ref_run.forward(tok.data(), B, T).loss() / (n * k.accum);
+      ref_run.backward(1.0f / (float)(n * k.accum));
     }
     double sq = 0;
     for (int u = 0; u < ref.table.num_units(); ++u)
-      sq += global_norm_sq(ref.unit_grads[u], ref.table.unit_numel[u]);
+      sq += global_norm_sq(ref.unit_grads[u], ref.table.unit_numel(u));
     const float scale = clip_scale(std::sqrt(sq), 0.5);  // clipping active
     for (const ParamSpec& p : ref.table.params) {
       float* g = ref.grad(p.name);
@@ -95,14 +99,13 @@ void run_case(const Case& k) {
                  g, p.numel, s + 1, (float)lr, ac, p.decay);
     }
     // ZeRO: this rank's microbatches.
-    engine.begin_step(k.accum);
-    float loss = 0;
-    for (int m = 0; m < k.accum; ++m) {
+    auto microbatch = [&](int m) {
       const int64_t first = s * G + ((int64_t)r * k.accum + m) * B;
       for (int b = 0; b < B; ++b) sample(first + b, T, cfg.vocab, &tok[b * (T + 1)]);
-      loss += (float)engine.forward(tok.data(), B, T).loss();
-      engine.backward(1.0f / (float)(n * k.accum));
-    }
+      return tok.data();
+    };
+    StepLosses sl = ts->run(k.accum, microbatch, B, T, 1.0f / (float)(n * k.accum));
+    float loss = (float)(sl.ce + sl.aux);
     dp.all_reduce(&loss, &loss, 1, DType::fp32, ReduceOp::sum).wait();
     loss /= (float)(n * k.accum);
     StepStats st = engine.finish_step(lr, 0.5, ac, s + 1);
@@ -162,18 +165,18 @@ TEST(ZeroMixedPrecision, Fp16OverflowSkipsTheStepAndLowersTheScale) {
   Communicator& dp = world();
   ModelConfig cfg = zero_config();
   for (int st : {0, 3}) {
-    Transformer model(cfg, 3);
+    Model model(cfg, 3);
     ZeroOptions zo;
     zo.stage = st, zo.precision = DType::fp16;
     ZeroEngine engine(model, dp, zo);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     AdamWConfig ac;
     const int B = 2, T = cfg.seq_len;
     std::vector<int32_t> tok((size_t)B * (T + 1));
     for (int b = 0; b < B; ++b) sample(dp.rank() * B + b, T, cfg.vocab, &tok[b * (T + 1)]);
     auto step = [&](float inject) {
-      engine.begin_step(1);
-      engine.forward(tok.data(), B, T);
-      engine.backward(inject);
+      ts->run(
+          1, [&](int) { return tok.data(); }, B, T, inject);
       return engine.finish_step(1e-3, 1.0, ac, 1);
     };
     std::vector<std::vector<float>> p0, p1, p2;
@@ -203,19 +206,19 @@ TEST(ZeroAccounting, BytesPerStep) {
   const double n = dp.size();
   if (n == 1) GTEST_SKIP() << "one rank sends nothing";
   ModelConfig cfg = zero_config();
-  const double P = (double)cfg.num_params();
+  const double P = (double)count_params(build_param_table(cfg), cfg).params;
   for (int st = 0; st <= 3; ++st) {
-    Transformer model(cfg, 2);
+    Model model(cfg, 2);
     ZeroOptions zo;
     zo.stage = st;
     ZeroEngine engine(model, dp, zo);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     const int B = 2, T = cfg.seq_len;
     std::vector<int32_t> tok((size_t)B * (T + 1));
     for (int b = 0; b < B; ++b) sample(dp.rank() * B + b, T, cfg.vocab, &tok[b * (T + 1)]);
     CommStats before = comm_stats();
-    engine.begin_step(1);
-    engine.forward(tok.data(), B, T);
-    engine.backward(1.0f / (float)n);
+    ts->run(
+        1, [&](int) { return tok.data(); }, B, T, 1.0f / (float)n);
     engine.finish_step(1e-3, 1.0, AdamWConfig{}, 1);
     CommStats d = comm_stats() - before;
     const double sent =
@@ -232,10 +235,10 @@ void check_model_state_bytes(DType precision, const double (&theory_per_param)[4
   Communicator& dp = world();
   const double N = dp.size();
   ModelConfig cfg = zero_config();
-  const double P = (double)cfg.num_params();
+  const double P = (double)count_params(build_param_table(cfg), cfg).params;
   for (int st = 0; st <= 3; ++st) {
     MemStats before = mem_stats();
-    Transformer model(cfg, 1);
+    Model model(cfg, 1);
     ZeroOptions zo;
     zo.stage = st, zo.precision = precision;
     ZeroEngine engine(model, dp, zo);

@@ -9,6 +9,7 @@
 
 #include "mpi_test.h"
 #include "offload/shard_store.h"
+#include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/split.h"
@@ -35,19 +36,19 @@ void check_pieces(int stage, DType precision, double bucket_mb, bool offload) {
   std::unique_ptr<ShardStore> store;
   if (offload) store = std::make_unique<ShardStore>(dir.string(), r);
   {
-    Transformer model(cfg, 3);
+    Model model(cfg, 3);
     ZeroOptions zo;
     zo.stage = stage, zo.precision = precision, zo.bucket_mb = bucket_mb;
     zo.store = store.get();
     zo.optim_in_store = offload;
     zo.params_in_store = offload && stage == 3;
     ZeroEngine engine(model, dp, zo);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     std::vector<int32_t> tok(2 * (cfg.seq_len + 1));
     for (int s = 0; s < 2; ++s) {  // moments that are not zero
       for (size_t i = 0; i < tok.size(); ++i) tok[i] = (int32_t)((i * 7 + r * 3 + s) % cfg.vocab);
-      engine.begin_step(1);
-      engine.forward(tok.data(), 2, cfg.seq_len);
-      engine.backward(1.0f / (float)n);
+      ts->run(
+          1, [&](int) { return tok.data(); }, 2, cfg.seq_len, 1.0f / (float)n);
       engine.finish_step(1e-2, 1.0, AdamWConfig{}, s + 1);
     }
     std::vector<std::vector<float>> full_p, full_m, full_v;

@@ -11,6 +11,7 @@
 
 #include "mpi_test.h"
 #include "offload/shard_store.h"
+#include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 
@@ -67,7 +68,7 @@ Run train(const Case& k, bool offloaded) {
   if (offloaded) store = std::make_unique<ShardStore>(dir.string(), r);
   Run out;
   {
-    Transformer model(cfg, 7);
+    Model model(cfg, 7);
     ZeroOptions zo;
     zo.stage = k.stage, zo.precision = k.precision, zo.prefetch = k.prefetch;
     zo.overlap = k.overlap, zo.bucket_mb = k.bucket_mb;
@@ -78,15 +79,16 @@ Run train(const Case& k, bool offloaded) {
     mem_reset_peaks();
     const MemStats base = mem_stats();
     ZeroEngine engine(model, dp, zo);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     AdamWConfig ac;
     ac.weight_decay = 0.1f;
     std::vector<int32_t> tok((size_t)B * (cfg.seq_len + 1));
     for (int s = 0; s < steps; ++s) {
-      engine.begin_step(1);
       for (int b = 0; b < B; ++b)
         sample((int64_t)s * B * n + r * B + b, cfg.seq_len, cfg.vocab, &tok[b * (cfg.seq_len + 1)]);
-      float loss = (float)engine.forward(tok.data(), B, cfg.seq_len).loss();
-      engine.backward(1.0f / (float)n);
+      StepLosses sl = ts->run(
+          1, [&](int) { return tok.data(); }, B, cfg.seq_len, 1.0f / (float)n);
+      float loss = (float)(sl.ce + sl.aux);
       dp.all_reduce(&loss, &loss, 1, DType::fp32, ReduceOp::sum).wait();
       StepStats st = engine.finish_step(2e-3, 1.0, ac, s + 1);
       out.losses.push_back(loss);
@@ -157,7 +159,7 @@ TEST(ZeroOffload, ParamsOnlyStage3) { check({3, DType::fp32, false, true, 1.0});
 
 TEST(ZeroOffload, BufferTooSmallIsAClearError) {
   Communicator& dp = world();
-  Transformer model(offload_config(), 7);
+  Model model(offload_config(), 7);
   const fs::path dir = fs::temp_directory_path() / cat("zt-offload-small-", getpid());
   ShardStore store(dir.string(), dp.rank());
   ZeroOptions zo;

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/model.h"
 #include "offload/checkpoint.h"
 
 namespace zt {
@@ -44,8 +44,8 @@ TEST(CheckpointStream, UnitByUnitWriteAndLoadRoundTrip) {
         [&](int u) {
           order.push_back(u);
           for (auto [which, buf] : {std::pair{0, &p}, std::pair{1, &m}, std::pair{2, &v}}) {
-            buf->assign(table.unit_numel[u] + 4096, -7.0f);  // reallocated, old data garbage
-            for (int64_t i = 0; i < table.unit_numel[u]; ++i) (*buf)[i] = value(which, u, i);
+            buf->assign(table.unit_numel(u) + 4096, -7.0f);  // reallocated, old data garbage
+            for (int64_t i = 0; i < table.unit_numel(u); ++i) (*buf)[i] = value(which, u, i);
           }
           return UnitState{p.data(), m.data(), v.data()};
         },
@@ -67,8 +67,8 @@ TEST(CheckpointStream, UnitByUnitWriteAndLoadRoundTrip) {
           const std::vector<float>* v) {
         EXPECT_EQ(u, next++);
         ASSERT_TRUE(m && v);
-        ASSERT_EQ((int64_t)p.size(), table.unit_numel[u]);
-        for (int64_t i = 0; i < table.unit_numel[u]; ++i) {
+        ASSERT_EQ((int64_t)p.size(), table.unit_numel(u));
+        for (int64_t i = 0; i < table.unit_numel(u); ++i) {
           ASSERT_EQ(p[i], value(0, u, i)) << "unit " << u << " element " << i;
           ASSERT_EQ((*m)[i], value(1, u, i));
           ASSERT_EQ((*v)[i], value(2, u, i));

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"
+#include "model/model.h"
 #include "offload/checkpoint.h"
 #include "offload/export.h"
 #include "offload/hdf5.h"
@@ -43,7 +43,7 @@ ModelConfig tiny_config() {
 struct ExportFixture : ::testing::Test {
   fs::path dir;
   ModelConfig cfg = tiny_config();
-  Transformer model{cfg, 11, /*with_grads=*/false};
+  Model model{cfg, 11, /*with_grads=*/false};
 
   void SetUp() override {
     dir = fs::temp_directory_path() /
@@ -53,7 +53,7 @@ struct ExportFixture : ::testing::Test {
     fs::create_directories(dir);
     UnitVectors params(model.table.num_units()), m, v;
     for (int u = 0; u < model.table.num_units(); ++u)
-      params[u].assign(model.unit_params[u], model.unit_params[u] + model.table.unit_numel[u]);
+      params[u].assign(model.unit_params[u], model.unit_params[u] + model.table.unit_numel(u));
     m = params;
     v = params;
     TrainState st;
@@ -111,11 +111,11 @@ TEST_F(ExportFixture, H5LoadsBackThroughLoadModelWeights) {
   export_model(ckpt(), out("model.h5"));
   ModelConfig back_cfg = checkpoint_model_config(out("model.h5"));
   EXPECT_EQ(nlohmann::json(back_cfg), nlohmann::json(cfg));
-  Transformer back(back_cfg, 99, /*with_grads=*/false);  // other seed: other initial weights
+  Model back(back_cfg, 99, /*with_grads=*/false);  // other seed: other initial weights
   load_model_weights(out("model.h5"), back);
   for (int u = 0; u < model.table.num_units(); ++u)
     EXPECT_EQ(0, std::memcmp(back.unit_params[u], model.unit_params[u],
-                             model.table.unit_numel[u] * sizeof(float)))
+                             model.table.unit_numel(u) * sizeof(float)))
         << "unit " << u;
 }
 

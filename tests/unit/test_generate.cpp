@@ -4,6 +4,7 @@
 
 #include "grad_check.h"
 #include "model/generate.h"
+#include "tests/model_run.h"
 
 namespace zt {
 namespace {
@@ -13,7 +14,7 @@ void check_decoder_matches_forward(bool untie) {
   c.vocab = 256, c.layers = 3, c.model_dim = 32, c.heads = 4, c.ffn_dim = 40, c.experts = 4;
   c.top_k = 2, c.shared_experts = 1, c.dense_layers = 1, c.expert_ffn_dim = 16, c.seq_len = 12;
   c.untie_embeddings = untie;
-  Transformer model(c, 11, /*with_grads=*/false);
+  Model model(c, 11, /*with_grads=*/false);
   for (const ParamSpec& p : model.table.params) {  // weights large enough to route decisively
     auto r = test::random_vec(p.numel, hash_name(p.name), p.is_norm ? 0.1 : 0.25, p.is_norm);
     std::copy(r.begin(), r.end(), model.param(p.name));
@@ -21,8 +22,9 @@ void check_decoder_matches_forward(bool untie) {
   const int T = c.seq_len;
   std::vector<int32_t> tok(T + 1);
   for (int i = 0; i <= T; ++i) tok[i] = (i * 37 + 11) % 256;
-  model.forward(tok.data(), 1, T);
-  std::vector<float> full(model.logits(), model.logits() + (size_t)T * c.vocab);
+  test::ModelRun run(model);
+  run.forward(tok.data(), 1, T);
+  std::vector<float> full(run.logits(), run.logits() + (size_t)T * c.vocab);
 
   Decoder dec(model);
   for (int t = 0; t < T; ++t) {
@@ -39,7 +41,7 @@ TEST(Generate, GreedyIsDeterministicAndSlidesPastContext) {
   ModelConfig c;
   c.layers = 2, c.model_dim = 16, c.heads = 2, c.ffn_dim = 16, c.experts = 2, c.top_k = 1;
   c.expert_ffn_dim = 8, c.seq_len = 8;
-  Transformer model(c, 1, false);
+  Model model(c, 1, false);
   SampleOptions o;
   o.max_new_tokens = 20;  // more than seq_len: the cache is rebuilt on the way
   o.temperature = 0;

@@ -11,9 +11,9 @@
 #include <set>
 
 #include "grad_check.h"
-#include "model/transformer.h"
 #include "offload/hdf5.h"
 #include "optim/adamw.h"
+#include "tests/model_run.h"
 
 namespace zt {
 namespace {
@@ -48,7 +48,8 @@ TEST_P(ReferenceModel, MatchesPyTorch) {
   const std::string g = "/" + GetParam();
   H5File f = H5File::open(kRef);
   ModelConfig cfg = read_config(f, g);
-  Transformer model(cfg, /*seed=*/0);
+  Model model(cfg, /*seed=*/0);
+  test::ModelRun run(model);
 
   // Same parameter set, by SPEC name.
   std::vector<std::string> names = h5_list(f, g + "/params");
@@ -67,21 +68,21 @@ TEST_P(ReferenceModel, MatchesPyTorch) {
   std::vector<int32_t> tokens(tok64.begin(), tok64.end());
 
   model.zero_grads();
-  LossParts lp = model.forward(tokens.data(), B, T);
+  LossParts lp = run.forward(tokens.data(), B, T);
   const int64_t Nd = (int64_t)B * T * cfg.model_dim;
   for (int i = 0; i <= cfg.layers; ++i) {
     std::vector<double> h = h5_read_f64(f, g + "/hidden/" + std::to_string(i));
-    EXPECT_LT(test::max_norm_err(model.hidden(i), h.data(), Nd), 2e-6) << "hidden " << i;
+    EXPECT_LT(test::max_norm_err(run.hidden(i), h.data(), Nd), 2e-6) << "hidden " << i;
   }
   std::vector<double> logits = h5_read_f64(f, g + "/logits");
-  EXPECT_LT(test::max_norm_err(model.logits(), logits.data(), logits.size()), 2e-6);
+  EXPECT_LT(test::max_norm_err(run.logits(), logits.data(), logits.size()), 2e-6);
   double ce = h5_read_f64(f, g + "/ce")[0], aux = h5_read_f64(f, g + "/aux_loss")[0];
   double loss = h5_read_f64(f, g + "/loss")[0];
   EXPECT_NEAR(lp.ce, ce, 2e-6 * ce);
   EXPECT_NEAR(lp.aux, aux, 2e-6 * std::max(aux, 1e-3));
   EXPECT_NEAR(lp.loss(), loss, 2e-6 * loss);
 
-  model.backward(1.0f);
+  run.backward(1.0f);
   for (const ParamSpec& p : model.table.params) {
     std::vector<double> gr = h5_read_f64(f, g + "/grads/" + p.name);
     EXPECT_LT(test::max_norm_err(model.grad(p.name), gr.data(), gr.size()), 2e-5) << p.name;

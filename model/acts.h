@@ -1,0 +1,80 @@
+// acts.h: the activations of one microbatch, owned by whoever runs the layers (model/layers.h).
+//
+// An Acts holds what backward needs of every layer that ran forward on it, and grows on first use:
+// a pipeline stage that runs blocks 2..3 allocates only theirs. Buffers are kept for the next
+// microbatch of the same shape (a schedule keeps one Acts per microbatch in flight). The
+// backward temporaries shared by all blocks live in a GradScratch, one per backward at a time.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/ops/ops.h"
+#include "runtime/alloc.h"
+
+namespace zt {
+
+// One weight-gradient product dw[in, out] += x^T dout, kept for a later weight pass (a zero-bubble
+// schedule runs them in its bubbles). A transient operand is copied into `kept` when it is kept.
+struct WeightGradJob {
+  float* dw;
+  const float* x;
+  const float* dout;
+  int n, in, out;
+  Buffer<float> kept;
+};
+
+// What backward needs of one block (shapes for N = B*T tokens, d = model_dim).
+struct BlockActs {
+  Buffer<float> xa, q, k, v, att, h, xf;  // [N, d]; q, k after RoPE
+  Buffer<float> rstd_a, rstd_f;           // [N]
+  Buffer<float> probs;                    // [B, heads, T, T]
+  Buffer<float> fa, fb, fs;               // dense FFN [N, ffn_dim]
+  Buffer<float> rlogits, rprobs, gates;   // MoE: [N, E], [N, E], [N, K]
+  std::vector<int32_t> idx;               // [N, K]
+  MoePlan plan;
+  Buffer<float> xe, ye;      // [N*K, d] dispatched rows, expert outputs
+  Buffer<float> ea, eb, es;  // [N*K, expert_ffn_dim]
+  Buffer<float> sa, sb, ss;  // shared expert [N, shared hidden]
+  double aux = 0;
+  std::vector<WeightGradJob> wgrad;  // deferred weight-gradient products
+};
+
+// Keys and values of every position decoded so far (generation, batch 1): [capacity, d] per
+// block, keys after RoPE.
+struct KVCache {
+  int capacity = 0, len = 0;
+  std::vector<std::vector<float>> k, v;
+};
+
+struct Acts {
+  int B = 0, T = 0, N = 0;
+  std::vector<int32_t> inputs, targets;    // [N]
+  std::vector<Buffer<float>> resid;        // [layers + 1]: 0 the embedding output, l + 1 block l's
+  std::vector<BlockActs> blocks;           // [layers]
+  Buffer<float> xn, rstd, logits, losses;  // head: final norm [N, d], [N]; [N, V]; [N]
+  Buffer<float> dres;                      // gradient of the residual stream, flowing down
+  std::vector<WeightGradJob> head_wgrad;   // the head's deferred weight-gradient product
+  KVCache* kv = nullptr;                   // decoding: attention reads and extends this cache
+  bool dropless = false;                   // decoding: experts take every assignment
+
+  // Sets the microbatch shape; the buffers of another shape are dropped and regrow on use.
+  void shape(int B, int T, int layers);
+};
+
+// Backward temporaries, reused by every block and the head.
+struct GradScratch {
+  Buffer<float> dxf, datt, dq, dk, dv, dqr, dkr, dxa;  // [N, d]
+  Buffer<float> dha, dhb, dhs;                         // [rows * hidden] of one FFN
+  Buffer<float> dye, dxe;                              // [N*K, d]
+  Buffer<float> dgates, dprobs, drlogits;              // [N, K], [N, E], [N, E]
+  Buffer<float> dlogits;                               // [N, V]
+  Buffer<float> ffn_out;                               // tp: an FFN's partial output [N, d]
+};
+
+// b holds at least n elements of activations afterwards (reallocated only when it is smaller).
+inline float* room(Buffer<float>& b, int64_t n) {
+  if ((int64_t)b.size() < n) b.reset((size_t)n, MemCategory::activations);
+  return b.data();
+}
+
+}  // namespace zt

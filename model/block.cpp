@@ -1,0 +1,271 @@
+// block.cpp: one transformer block of layers.h, forward and backward.
+//   h = x + Attn(RMSNorm_a(x));  y = h + FFN_l(RMSNorm_f(h))          (SPEC section 1)
+// FFN_l is the dense SwiGLU, or the MoE: router, top-k dispatch, experts, gated combine, plus the
+// shared expert. Under tensor parallelism (Model::tp) the row-parallel outputs and the
+// column-parallel input gradients go through the hook (model/tp_hook.h) before they are used.
+#include <cstring>
+
+#include "model/layers.h"
+#include "model/tp_hook.h"
+#include "model/weight_grads.h"
+
+namespace zt {
+namespace {
+
+void zero(float* p, int64_t n) { std::memset(p, 0, sizeof(float) * (size_t)n); }
+void copy(float* dst, const float* src, int64_t n) {
+  std::memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+void add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+// out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward.
+void ffn_forward(float* out, const float* x, int n, int d, int hid, const float* w1,
+                 const float* w2, const float* w3, float* a, float* b, float* s) {
+  linear_forward(a, x, w1, n, d, hid);
+  linear_forward(b, x, w3, n, d, hid);
+  swiglu_forward(s, a, b, (int64_t)n * hid);
+  linear_forward(out, s, w2, n, hid, d, /*accumulate=*/true);
+}
+
+// The weights and saved activations of one SwiGLU FFN's backward.
+struct FfnSaved {
+  const float *w1, *w2, *w3;
+  float *dw1, *dw2, *dw3;
+  const float *a, *b, *s;  // [n, hid] from forward
+};
+
+// dx += d/dx of the FFN given dout; the weight gradients through weight_grad. Scratch [n, hid]
+// comes from s.dha / dhb / dhs.
+void ffn_backward(float* dx, const float* dout, const float* x, int n, int d, int hid,
+                  const FfnSaved& f, GradScratch& s, std::vector<WeightGradJob>& jobs, bool defer) {
+  const int64_t nh = (int64_t)n * hid;
+  float* da = room(s.dha, nh);
+  float* db = room(s.dhb, nh);
+  float* ds = room(s.dhs, nh);
+  zero(ds, nh);
+  linear_backward_input(ds, dout, f.w2, n, hid, d);
+  weight_grad(jobs, defer, f.dw2, f.s, dout, n, hid, d);
+  zero(da, nh);
+  zero(db, nh);
+  swiglu_backward(da, db, ds, f.a, f.b, nh);
+  linear_backward_input(dx, da, f.w1, n, d, hid);
+  weight_grad(jobs, defer, f.dw1, x, da, n, d, hid);
+  linear_backward_input(dx, db, f.w3, n, d, hid);
+  weight_grad(jobs, defer, f.dw3, x, db, n, d, hid);
+}
+
+// h = x + att Wo (the attention's output projection, row-parallel under tp).
+void attention_forward_half(Model& m, int l, Acts& a) {
+  const ModelConfig& c = m.cfg;
+  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, H = c.heads, dh = c.head_dim();
+  const int64_t Nd = (int64_t)N * d;
+  BlockActs& ba = a.blocks[l];
+  const BlockParams& bp = m.blocks[l];
+  const float* x = a.resid[l].data();
+  float* xa = room(ba.xa, Nd);
+  float *q = room(ba.q, Nd), *k = room(ba.k, Nd), *v = room(ba.v, Nd);
+  rmsnorm_forward(xa, room(ba.rstd_a, N), x, m.param(bp.attn_norm), N, d, c.norm_eps);
+  linear_forward(q, xa, m.param(bp.wq), N, d, d);
+  linear_forward(k, xa, m.param(bp.wk), N, d, d);
+  linear_forward(v, xa, m.param(bp.wv), N, d, d);
+  const int pos0 = a.kv ? a.kv->len : 0;
+  rope_forward(q, q, B, T, H, dh, (float)c.rope_base, pos0);
+  rope_forward(k, k, B, T, H, dh, (float)c.rope_base, pos0);
+  float* att = room(ba.att, Nd);
+  if (a.kv) {  // decoding one position: extend the cache, attend over all of it
+    KVCache& kv = *a.kv;
+    std::memcpy(kv.k[l].data() + (int64_t)pos0 * d, k, sizeof(float) * d);
+    std::memcpy(kv.v[l].data() + (int64_t)pos0 * d, v, sizeof(float) * d);
+    attention_decode_forward(att, q, kv.k[l].data(), kv.v[l].data(), pos0 + 1, H, dh, d,
+                             room(ba.probs, kv.capacity));
+  } else {
+    attention_forward(att, room(ba.probs, (int64_t)B * H * T * T), q, k, v, B, T, H, dh);
+  }
+  float* h = room(ba.h, Nd);
+  if (!m.tp) {
+    copy(h, x, Nd);
+    linear_forward(h, att, m.param(bp.wo), N, d, d, /*accumulate=*/true);
+  } else {
+    linear_forward(h, att, m.param(bp.wo), N, d, d);
+    m.tp->sum_partial(TpPoint::attn_out, l, h, Nd);
+    add(h, x, Nd);
+  }
+}
+
+// y = h + FFN(RMSNorm_f(h)).
+void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
+  const ModelConfig& c = m.cfg;
+  const int N = a.N, d = c.model_dim;
+  const int64_t Nd = (int64_t)N * d;
+  BlockActs& ba = a.blocks[l];
+  const BlockParams& bp = m.blocks[l];
+  auto P = [&](int i) { return (const float*)m.param(i); };
+  const float* h = ba.h.data();
+  float* xf = room(ba.xf, Nd);
+  float* y = room(a.resid[l + 1], Nd);
+  rmsnorm_forward(xf, room(ba.rstd_f, N), h, P(bp.ffn_norm), N, d, c.norm_eps);
+  if (m.tp)
+    zero(y, Nd);  // the FFN's partial output first, summed over tp, then the residual
+  else
+    copy(y, h, Nd);
+  if (!c.is_moe(l)) {
+    const int64_t nh = (int64_t)N * c.ffn_dim;
+    ffn_forward(y, xf, N, d, c.ffn_dim, P(bp.ffn.w1), P(bp.ffn.w2), P(bp.ffn.w3), room(ba.fa, nh),
+                room(ba.fb, nh), room(ba.fs, nh));
+  } else {
+    const int E = c.experts, K = c.top_k, eh = c.expert_ffn_dim;
+    const int sh = c.shared_experts * eh;
+    float* rlogits = room(ba.rlogits, (int64_t)N * E);
+    float* rprobs = room(ba.rprobs, (int64_t)N * E);
+    float* gates = room(ba.gates, (int64_t)N * K);
+    ba.idx.resize((size_t)N * K);
+    linear_forward(rlogits, xf, P(bp.router), N, d, E);
+    router_forward(rprobs, ba.idx.data(), gates, rlogits, N, E, K, c.router_norm);
+    ba.aux = moe_aux_loss_forward(rprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef);
+    out.aux += ba.aux;
+    moe_plan(ba.plan, ba.idx.data(), N, E, K,
+             a.dropless ? 0 : moe_capacity(c.capacity_factor, N, K, E));
+    out.dropped += ba.plan.dropped;
+    const int64_t rd = (int64_t)N * K * d, rh = (int64_t)N * K * eh;
+    float *xe = room(ba.xe, rd), *ye = room(ba.ye, rd);
+    float *ea = room(ba.ea, rh), *eb = room(ba.eb, rh), *es = room(ba.es, rh);
+    moe_dispatch_forward(xe, xf, ba.plan, d);
+    zero(ye, (int64_t)ba.plan.rows() * d);
+    for (int e = 0; e < E; ++e) {
+      const int r0 = ba.plan.offset[e], nr = ba.plan.offset[e + 1] - r0;
+      if (nr == 0) continue;
+      const FfnParams& f = bp.experts[e];
+      ffn_forward(ye + (int64_t)r0 * d, xe + (int64_t)r0 * d, nr, d, eh, P(f.w1), P(f.w2), P(f.w3),
+                  ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh);
+    }
+    moe_combine_forward(y, ye, gates, ba.plan, d);
+    if (bp.shared.present()) {
+      const int64_t ns = (int64_t)N * sh;
+      ffn_forward(y, xf, N, d, sh, P(bp.shared.w1), P(bp.shared.w2), P(bp.shared.w3),
+                  room(ba.sa, ns), room(ba.sb, ns), room(ba.ss, ns));
+    }
+  }
+  if (m.tp) {
+    m.tp->sum_partial(TpPoint::ffn_out, l, y, Nd);
+    add(y, h, Nd);
+  }
+}
+
+FfnSaved saved(Model& m, const FfnParams& f, const float* a, const float* b, const float* s) {
+  return {m.param(f.w1),
+          m.param(f.w2),
+          m.param(f.w3),
+          m.grad(f.w1),
+          m.grad(f.w2),
+          m.grad(f.w3),
+          a,
+          b,
+          s};
+}
+
+// dxf = the FFN's input gradient given dres (the gradient at the block output).
+void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
+  const ModelConfig& c = m.cfg;
+  const int N = a.N, d = c.model_dim;
+  const int64_t Nd = (int64_t)N * d;
+  BlockActs& ba = a.blocks[l];
+  const BlockParams& bp = m.blocks[l];
+  const float* dres = a.dres.data();
+  const float* xf = ba.xf.data();
+  float* dxf = room(s.dxf, Nd);
+  zero(dxf, Nd);
+  if (!c.is_moe(l)) {
+    ffn_backward(dxf, dres, xf, N, d, c.ffn_dim,
+                 saved(m, bp.ffn, ba.fa.data(), ba.fb.data(), ba.fs.data()), s, ba.wgrad, defer);
+    if (m.tp) m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd);
+    return;
+  }
+  const int E = c.experts, K = c.top_k, eh = c.expert_ffn_dim;
+  if (bp.shared.present())
+    ffn_backward(dxf, dres, xf, N, d, c.shared_experts * eh,
+                 saved(m, bp.shared, ba.sa.data(), ba.sb.data(), ba.ss.data()), s, ba.wgrad, defer);
+  const int rows = ba.plan.rows();
+  float* dye = room(s.dye, (int64_t)N * K * d);
+  float* dxe = room(s.dxe, (int64_t)N * K * d);
+  float* dgates = room(s.dgates, (int64_t)N * K);
+  zero(dye, (int64_t)rows * d);
+  zero(dgates, (int64_t)N * K);
+  moe_combine_backward(dye, dgates, dres, ba.ye.data(), ba.gates.data(), ba.plan, d);
+  zero(dxe, (int64_t)rows * d);
+  for (int e = 0; e < E; ++e) {
+    const int r0 = ba.plan.offset[e], nr = ba.plan.offset[e + 1] - r0;
+    if (nr == 0) continue;
+    const int64_t rd = (int64_t)r0 * d, rh = (int64_t)r0 * eh;
+    ffn_backward(dxe + rd, dye + rd, ba.xe.data() + rd, nr, d, eh,
+                 saved(m, bp.experts[e], ba.ea.data() + rh, ba.eb.data() + rh, ba.es.data() + rh),
+                 s, ba.wgrad, defer);
+  }
+  moe_dispatch_backward(dxf, dxe, ba.plan, d);
+  if (m.tp) m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd);  // the router is replicated
+  float* dprobs = room(s.dprobs, (int64_t)N * E);
+  float* drlogits = room(s.drlogits, (int64_t)N * E);
+  zero(dprobs, (int64_t)N * E);
+  moe_aux_loss_backward(dprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef, loss_scale);
+  zero(drlogits, (int64_t)N * E);
+  router_backward(drlogits, dgates, dprobs, ba.rprobs.data(), ba.idx.data(), N, E, K,
+                  c.router_norm);
+  linear_backward_input(dxf, drlogits, m.param(bp.router), N, d, E);
+  weight_grad(ba.wgrad, defer, m.grad(bp.router), xf, drlogits, N, d, E);
+}
+
+// dres: the gradient at h on entry, at the block input x on return.
+void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defer) {
+  const ModelConfig& c = m.cfg;
+  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, H = c.heads, dh = c.head_dim();
+  const int64_t Nd = (int64_t)N * d;
+  BlockActs& ba = a.blocks[l];
+  const BlockParams& bp = m.blocks[l];
+  float* dres = a.dres.data();
+  float *datt = room(s.datt, Nd), *dq = room(s.dq, Nd), *dk = room(s.dk, Nd);
+  float *dv = room(s.dv, Nd), *dqr = room(s.dqr, Nd), *dkr = room(s.dkr, Nd);
+  float* dxa = room(s.dxa, Nd);
+  zero(datt, Nd);
+  linear_backward_input(datt, dres, m.param(bp.wo), N, d, d);
+  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dres, N, d, d);
+  zero(dq, Nd);
+  zero(dk, Nd);
+  zero(dv, Nd);
+  attention_backward(dq, dk, dv, datt, ba.probs.data(), ba.q.data(), ba.k.data(), ba.v.data(), B, T,
+                     H, dh);
+  zero(dqr, Nd);
+  zero(dkr, Nd);
+  rope_backward(dqr, dq, B, T, H, dh, (float)c.rope_base);
+  rope_backward(dkr, dk, B, T, H, dh, (float)c.rope_base);
+  zero(dxa, Nd);
+  const float* xa = ba.xa.data();
+  for (auto [w, dout] : {std::pair{bp.wq, dqr}, std::pair{bp.wk, dkr}, std::pair{bp.wv, dv}}) {
+    linear_backward_input(dxa, dout, m.param(w), N, d, d);
+    weight_grad(ba.wgrad, defer, m.grad(w), xa, dout, N, d, d);
+  }
+  if (m.tp) m.tp->sum_partial(TpPoint::attn_dinput, l, dxa, Nd);
+  rmsnorm_backward(dres, m.grad(bp.attn_norm), dxa, a.resid[l].data(), m.param(bp.attn_norm),
+                   ba.rstd_a.data(), N, d);
+}
+
+}  // namespace
+
+void block_forward(Model& m, int l, Acts& a, LossParts& out) {
+  attention_forward_half(m, l, a);
+  ffn_forward_half(m, l, a, out);
+}
+
+void block_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
+  BlockActs& ba = a.blocks[l];
+  const BlockParams& bp = m.blocks[l];
+  ffn_backward_half(m, l, a, s, loss_scale, defer);
+  // dres += RMSNorm_f backward of dxf: the gradient at h
+  rmsnorm_backward(a.dres.data(), m.grad(bp.ffn_norm), s.dxf.data(), ba.h.data(),
+                   m.param(bp.ffn_norm), ba.rstd_f.data(), a.N, m.cfg.model_dim);
+  attention_backward_half(m, l, a, s, defer);
+}
+
+void block_backward_weight(Model&, int l, Acts& a) { run_weight_grads(a.blocks[l].wgrad); }
+
+}  // namespace zt

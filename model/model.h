@@ -1,0 +1,65 @@
+// model.h: the MoE transformer of SPEC section 1: its parameters, and the layers a schedule runs.
+//
+// A Model holds the parameter table and, per unit, a pointer to the unit's parameters and to its
+// gradients. By default those point into buffers the model allocated and initialised itself; the
+// ZeRO engine re-aims them (it gathers a unit into its own buffer) and the model never knows.
+// The model owns no activations: they live in an Acts per microbatch (model/acts.h), owned by
+// whoever runs the layers, so a pipeline can keep several microbatches alive. The layers are in
+// model/layers.h, the whole-model passes in model/passes.h. Nothing here knows about
+// communication: a tensor-parallel split completes its partial results through model/tp_hook.h.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/params.h"
+#include "runtime/alloc.h"
+
+namespace zt {
+
+class TensorParallelHook;
+
+// Parameter indices of one block, looked up once (the layers address parameters by index).
+struct FfnParams {  // one SwiGLU FFN
+  int w1 = -1, w2 = -1, w3 = -1;
+  bool present() const { return w1 >= 0; }
+};
+struct BlockParams {
+  int attn_norm = -1, wq = -1, wk = -1, wv = -1, wo = -1, ffn_norm = -1;
+  FfnParams ffn;                    // dense blocks
+  int router = -1;                  // MoE blocks
+  std::vector<FfnParams> experts;   // [experts]
+  FfnParams shared;                 // absent without a shared expert
+  int unit = -1, expert_unit = -1;  // the block's units (expert_unit: MoE blocks only)
+};
+
+struct Model {
+  ModelConfig cfg;
+  ParamTable table;
+  std::vector<float*> unit_params;  // [units] views; by default into the model's own buffers
+  std::vector<float*> unit_grads;   // [units]; gradients accumulate (+=) until zeroed
+  std::vector<BlockParams> blocks;  // [layers]
+  int embed = -1, final_norm = -1, head = -1;  // parameter indices; head = embed when tied
+  int embed_unit = 0, head_unit = 0;
+  TensorParallelHook* tp = nullptr;  // null: the model runs whole on this rank
+
+  // Allocates parameters and gradients (tracked) and initialises them from seed per SPEC.
+  Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  float* param(int idx) { return unit_params[table.params[idx].unit] + table.params[idx].offset; }
+  float* grad(int idx) { return unit_grads[table.params[idx].unit] + table.params[idx].offset; }
+  float* param(const std::string& name);
+  float* grad(const std::string& name);  // throws when the model has no gradients
+  void zero_grads();
+  // Frees the buffers the model allocated itself; the caller has taken over unit_params /
+  // unit_grads (the ZeRO engine).
+  void release_own_storage();
+
+ private:
+  std::vector<Buffer<float>> own_params_, own_grads_;
+};
+
+}  // namespace zt

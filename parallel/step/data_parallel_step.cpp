@@ -1,0 +1,55 @@
+// data_parallel_step.cpp: the data-parallel train step (train_step.h): microbatch after microbatch,
+// forward then backward through the whole model, the ZeRO engine driven by the passes' hooks.
+#include "model/passes.h"
+#include "parallel/step/train_step.h"
+#include "runtime/trace.h"
+
+namespace zt {
+namespace {
+
+class DataParallelStep : public TrainStep {
+ public:
+  DataParallelStep(Model& model, ZeroEngine& engine) : model_(model), engine_(engine) {}
+
+  StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
+                 float loss_scale) override {
+    StepLosses sum;
+    engine_.begin_step(micro);
+    for (int i = 0; i < micro; ++i) {
+      LossParts lp;
+      {
+        TraceScope ts("forward");
+        lp = model_forward(model_, acts_, batch(i), B, T, &engine_.hooks(),
+                           /*backward_next=*/true);
+      }
+      {
+        TraceScope ts("backward");
+        model_backward(model_, acts_, scratch_, loss_scale * (float)engine_.loss_scale(),
+                       &engine_.hooks());
+      }
+      engine_.end_microbatch();
+      sum.ce += lp.ce, sum.aux += lp.aux, sum.dropped += lp.dropped;
+    }
+    return sum;
+  }
+
+  LossParts evaluate(const int32_t* tokens, int B, int T) override {
+    return model_forward(model_, acts_, tokens, B, T, &engine_.hooks());
+  }
+
+  void end_evaluation() override { engine_.release_gathered(); }
+
+ private:
+  Model& model_;
+  ZeroEngine& engine_;
+  Acts acts_;
+  GradScratch scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine) {
+  return std::make_unique<DataParallelStep>(model, engine);
+}
+
+}  // namespace zt

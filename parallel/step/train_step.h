@@ -1,0 +1,42 @@
+// train_step.h: the forward and backward passes of one optimizer step over this rank's
+// microbatches, the place where a layout's schedule lives. Today the data-parallel loop
+// (data_parallel_step.cpp): every microbatch runs forward then backward through the whole model
+// on this rank; the ZeRO engine reduces gradients as units finish. Pipeline schedules (1F1B,
+// interleaved, zero-bubble) plug in here. The optimizer update stays with the engine
+// (ZeroEngine::finish_step): a step is begin, run, finish_step.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "model/acts.h"
+#include "model/layers.h"
+#include "parallel/zero/engine.h"
+
+namespace zt {
+
+// Sums over this rank's microbatches of one step.
+struct StepLosses {
+  double ce = 0, aux = 0;
+  int64_t dropped = 0;
+};
+
+// Microbatch i of this rank's step: tokens [B, T+1].
+using MicrobatchSource = std::function<const int32_t*(int micro)>;
+
+class TrainStep {
+ public:
+  virtual ~TrainStep() = default;
+  // Forward and backward of `micro` microbatches of B samples of T tokens; the gradients are of
+  // loss_scale x the loss of each microbatch, handed to the engine.
+  virtual StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
+                         float loss_scale) = 0;
+  // The loss of one batch, forward only (evaluation); gathered parameters are kept until
+  // end_evaluation().
+  virtual LossParts evaluate(const int32_t* tokens, int B, int T) = 0;
+  virtual void end_evaluation() = 0;
+};
+
+std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine);
+
+}  // namespace zt
