@@ -145,7 +145,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   zo.bucket_mb = o.bucket_mb;
   zo.prefetch = o.prefetch_layers;
   zo.precision = dtype_from_name(o.precision);
-  ZeroEngine engine(model, dp, zo);
+  ZeroEngine engine(model, grid, zo);
   std::unique_ptr<TrainStep> train_step = make_data_parallel_step(model, engine);
   MetricsWriter metrics(rank0 ? o.metrics : "");  // after the set-up: a failed start writes nothing
 

@@ -25,9 +25,8 @@ void trace_comm(const char* what, int unit, double t0) {
 
 static void* at(Buffer<uint8_t>& b, DType dt, int64_t i) { return b.data() + i * dtype_size(dt); }
 
-ZeroEngine::ZeroEngine(Model& model, Communicator& dp, const ZeroOptions& opt)
-    : model_(model), dp_(dp), opt_(opt) {
-  ZT_CHECK(opt.stage >= 0 && opt.stage <= 3, "zero stage ", opt.stage);
+ZeroEngine::ZeroEngine(Model& model, ProcessGrid& grid, const ZeroOptions& opt)
+    : model_(model), grid_(grid), opt_(opt) {
   ZT_CHECK(
       opt.precision == DType::fp32 || opt.precision == DType::bf16 || opt.precision == DType::fp16,
       "precision ", dtype_name(opt.precision));
@@ -36,31 +35,24 @@ ZeroEngine::ZeroEngine(Model& model, Communicator& dp, const ZeroOptions& opt)
   loss_scale_ = opt.precision == DType::fp16 ? opt.initial_loss_scale : 1.0;
   const DType cdt = opt.precision;
   const size_t es = dtype_size(cdt);
-  const int n = dp.size(), r = dp.rank();
-  const int64_t bucket = std::max<int64_t>(1, (int64_t)(opt.bucket_mb * (1 << 20) / es));
   const int U = model.table.num_units();
-  for (int u = 0; u < U; ++u) {  // layouts and the optimizer's update regions
+  ZeroPlan plan = plan_zero(model.table, grid.layout(), grid.rank(), opt);
+  for (int u = 0; u < U; ++u) {
     auto un = std::make_unique<Unit>();
-    Unit& x = *un;
-    x.lay = make_unit_layout(model.table.unit_numel(u), n, bucket);
-    const UnitLayout& l = x.lay;
-    x.state_len = opt.stage == 0 ? l.padded() : l.shard();
-    for (int c = 0; c < (opt.stage == 0 ? 1 : l.chunks()); ++c) {
-      const int64_t pb = opt.stage == 0 ? 0 : l.piece_begin(c, r);
-      const int64_t pe = opt.stage == 0 ? l.padded() : pb + l.piece(c);
-      const int64_t sb = opt.stage == 0 ? 0 : l.shard_begin(c);
-      for (const ParamSpec& p : model.table.params) {
-        if (p.unit != u) continue;
-        const int64_t b = std::max(pb, p.offset), e = std::min(pe, p.offset + p.numel);
-        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay});
-      }
-    }
+    ZeroUnitPlan& p = plan.units[u];
+    un->comm = &grid.group(p.group);
+    un->rank = p.group_rank;
+    un->lay = std::move(p.lay);
+    un->regions = std::move(p.regions);
+    un->state_len = p.state_len;
+    un->in_norm = p.in_norm;
     units_.push_back(std::move(un));
   }
   if (opt.optim_in_store || opt.params_in_store) define_store_arrays();
   for (int u = 0; u < U; ++u) {  // the initial values (SPEC init, from the model's own buffer)
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;
+    const int r = x.rank;
     std::vector<float> init(l.padded(), 0.0f);  // padded with zeros
     std::copy(model.unit_params[u], model.unit_params[u] + l.numel, init.begin());
     std::vector<float> mine(l.shard());
@@ -155,8 +147,8 @@ void ZeroEngine::issue_gather(int u) {
   }
   x.pfull.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
   for (int c = 0; c < l.chunks(); ++c)
-    x.gathers.push_back(dp_.all_gather(at(x.pshard, cdt, l.shard_begin(c)),
-                                       at(x.pfull, cdt, l.begin[c]), l.chunk_len(c), cdt));
+    x.gathers.push_back(x.comm->all_gather(at(x.pshard, cdt, l.shard_begin(c)),
+                                           at(x.pfull, cdt, l.begin[c]), l.chunk_len(c), cdt));
   x.gather_issued = true;
   x.gather_t0 = now_ms();
   if (!opt_.overlap) {
@@ -247,9 +239,9 @@ void ZeroEngine::on_grads_ready(int u) {
     for (int c = 0; c < l.chunks(); ++c) {
       void* gc = static_cast<char*>(g) + l.begin[c] * dtype_size(cdt);
       x.reduces.push_back(opt_.stage == 0
-                              ? dp_.all_reduce(gc, gc, l.chunk_len(c), cdt, ReduceOp::sum)
-                              : dp_.reduce_scatter(gc, at(x.gshard, cdt, l.shard_begin(c)),
-                                                   l.chunk_len(c), cdt, ReduceOp::sum));
+                              ? x.comm->all_reduce(gc, gc, l.chunk_len(c), cdt, ReduceOp::sum)
+                              : x.comm->reduce_scatter(gc, at(x.gshard, cdt, l.shard_begin(c)),
+                                                       l.chunk_len(c), cdt, ReduceOp::sum));
     }
   } else {
     void* g = x.gwork.data();
@@ -262,9 +254,9 @@ void ZeroEngine::on_grads_ready(int u) {
     }
     x.grecv.reset(l.shard() * dtype_size(cdt), MemCategory::buffers);
     for (int c = 0; c < l.chunks(); ++c)
-      x.reduces.push_back(dp_.reduce_scatter(static_cast<char*>(g) + l.begin[c] * dtype_size(cdt),
-                                             at(x.grecv, cdt, l.shard_begin(c)), l.chunk_len(c),
-                                             cdt, ReduceOp::sum));
+      x.reduces.push_back(x.comm->reduce_scatter(
+          static_cast<char*>(g) + l.begin[c] * dtype_size(cdt), at(x.grecv, cdt, l.shard_begin(c)),
+          l.chunk_len(c), cdt, ReduceOp::sum));
   }
   x.reduce_pending = true;
   x.reduce_t0 = now_ms();
@@ -318,8 +310,9 @@ bool ZeroEngine::grads_finite() {
                                 : all_finite(u.gacc.data(), DType::fp32, u.lay.shard());
     if (!ok) bad = 1;
   }
-  if (dp_.size() > 1) {
-    Work w = dp_.all_reduce(&bad, &bad, 1, DType::fp32, ReduceOp::max);
+  Communicator& world = grid_.world();
+  if (world.size() > 1) {
+    Work w = world.all_reduce(&bad, &bad, 1, DType::fp32, ReduceOp::max);
     wait(w);
   }
   return bad == 0;
@@ -331,7 +324,6 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
            " microbatches");
   for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
   drop_all_shards();  // parameter shards read ahead but not gathered: the step rewrites them
-  const int r = dp_.rank();
   const DType cdt = opt_.precision;
   StepStats st;
   st.loss_scale = loss_scale_;
@@ -362,13 +354,14 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     return g32[u].data();
   };
   std::vector<const float*> grads(units_.size());
-  double sq = 0;
+  double sq = 0;  // this rank's part of the squared norm: each element counted on one rank
   for (size_t u = 0; u < units_.size(); ++u) {
     grads[u] = grad_of(u);
-    sq += global_norm_sq(grads[u],
-                         opt_.stage == 0 ? units_[u]->lay.padded() : units_[u]->lay.shard());
+    if (units_[u]->in_norm)
+      sq += global_norm_sq(grads[u],
+                           opt_.stage == 0 ? units_[u]->lay.padded() : units_[u]->lay.shard());
   }
-  if (opt_.stage > 0) sq = sum_exact(dp_, sq);  // every rank holds its shard of the gradient
+  sq = sum_exact(grid_.world(), sq);
   st.grad_norm = std::sqrt(sq) / loss_scale_;
   AdamWOptions ao;
   ao.grad_scale = clip_scale(st.grad_norm, max_norm) / (float)loss_scale_;
@@ -382,117 +375,15 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
     std::vector<Work> ws;
     for (auto& x : units_)
       for (int c = 0; c < x->lay.chunks(); ++c)
-        ws.push_back(dp_.all_gather(at(x->pfull, cdt, x->lay.piece_begin(c, r)),
-                                    at(x->pfull, cdt, x->lay.begin[c]), x->lay.chunk_len(c), cdt));
+        ws.push_back(x->comm->all_gather(at(x->pfull, cdt, x->lay.piece_begin(c, x->rank)),
+                                         at(x->pfull, cdt, x->lay.begin[c]), x->lay.chunk_len(c),
+                                         cdt));
     wait_all(ws);
     trace_comm("all_gather updated", -1, t0);
   }
   st.exposed_ms = exposed_ms_;
   st.io_wait_ms = io_wait_ms_;
   return st;
-}
-
-namespace {
-// Assembles a sharded fp32 buffer (layout l, this rank's shard `part`) into `out` (numel).
-void gather_shards(Communicator& dp, const UnitLayout& l, const float* part,
-                   std::vector<float>& out) {
-  std::vector<float> full(l.padded());
-  std::vector<Work> ws;
-  for (int c = 0; c < l.chunks(); ++c)
-    ws.push_back(dp.all_gather(part + l.shard_begin(c), full.data() + l.begin[c], l.chunk_len(c),
-                               DType::fp32));
-  for (Work& w : ws) w.wait();
-  out.assign(full.begin(), full.begin() + l.numel);
-}
-std::vector<float> take_shard(const UnitLayout& l, int r, const std::vector<float>& full) {
-  std::vector<float> part(l.shard(), 0.0f);
-  for (int c = 0; c < l.chunks(); ++c) {
-    const int64_t b = l.piece_begin(c, r), e = std::min(b + l.piece(c), l.numel);
-    if (e > b) std::copy(full.begin() + b, full.begin() + e, part.begin() + l.shard_begin(c));
-  }
-  return part;
-}
-}  // namespace
-
-void ZeroEngine::gather_unit_state(int u, std::vector<float>& params, std::vector<float>* m,
-                                   std::vector<float>* v) {
-  drop_all_shards();
-  Unit& x = *units_[u];
-  const UnitLayout& l = x.lay;
-  std::vector<float> tmp;
-  // The fp32 master: the 16-bit runs' master buffer, else the fp32 parameters themselves.
-  const float* master = lowp() ? f32_state(x, kMaster, tmp) : f32_state(x, kParams, tmp);
-  const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
-  if (master_full)
-    params.assign(master, master + l.numel);
-  else
-    gather_shards(dp_, l, master, params);
-  for (auto [dst, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
-    if (!dst) continue;
-    const float* src = f32_state(x, a, tmp);
-    if (opt_.stage == 0)
-      dst->assign(src, src + l.numel);
-    else
-      gather_shards(dp_, l, src, *dst);
-  }
-}
-
-void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
-                                   std::vector<std::vector<float>>* m,
-                                   std::vector<std::vector<float>>* v) {
-  const size_t U = units_.size();
-  params.resize(U);
-  if (m) m->resize(U);
-  if (v) v->resize(U);
-  for (size_t u = 0; u < U; ++u)
-    gather_unit_state((int)u, params[u], m ? &(*m)[u] : nullptr, v ? &(*v)[u] : nullptr);
-}
-
-void ZeroEngine::load_unit_state(int u, const std::vector<float>& params,
-                                 const std::vector<float>* m, const std::vector<float>* v) {
-  drop_all_shards();
-  const int r = dp_.rank();
-  const DType cdt = opt_.precision;
-  Unit& x = *units_[u];
-  const UnitLayout& l = x.lay;
-  ZT_CHECK((int64_t)params.size() == l.numel, "unit ", u, " size ", params.size());
-  // What this rank keeps of a full fp32 unit array: stage 0 all of it (padded), else its shard.
-  auto state_part = [&](const std::vector<float>& full) {
-    if (opt_.stage > 0) return take_shard(l, r, full);
-    std::vector<float> padded(full);
-    padded.resize(l.padded(), 0.0f);
-    return padded;
-  };
-  if (opt_.stage < 3) {
-    std::vector<float> full(params);
-    full.resize(l.padded(), 0.0f);
-    f32_to(x.pfull.data(), cdt, full.data(), l.padded());
-  } else {
-    std::vector<float> mine = take_shard(l, r, params);
-    if (x.sid[kParams] >= 0) {
-      std::vector<uint8_t> p(l.shard() * dtype_size(cdt));
-      f32_to(p.data(), cdt, mine.data(), l.shard());
-      store_put(x, kParams, p.data());
-    } else {
-      f32_to(x.pshard.data(), cdt, mine.data(), l.shard());
-    }
-  }
-  if (lowp()) {
-    std::vector<float> part = state_part(params);
-    if (x.sid[kMaster] >= 0)
-      store_put(x, kMaster, part.data());
-    else
-      std::copy(part.begin(), part.end(), x.master.data());
-  }
-  for (auto [src, a] : {std::pair{m, kMomentM}, std::pair{v, kMomentV}}) {
-    if (!src) continue;
-    ZT_CHECK((int64_t)src->size() == l.numel, "unit ", u, " moment size ", src->size());
-    std::vector<float> part = state_part(*src);
-    if (x.sid[a] >= 0)
-      store_put(x, a, part.data());
-    else
-      std::copy(part.begin(), part.end(), (a == kMomentM ? x.m : x.v).data());
-  }
 }
 
 }  // namespace zt

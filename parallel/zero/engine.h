@@ -1,4 +1,4 @@
-// engine.h: the ZeRO engine (stages 0-3) over the data-parallel communicator.
+// engine.h: the ZeRO engine (stages 0-3) over the data-parallel groups of the grid.
 //
 //   stage 0  everything replicated; gradients all-reduced (chunk by chunk, as soon as a unit's
 //            gradients are final in the last microbatch), every rank runs AdamW on everything
@@ -41,25 +41,12 @@
 #include "optim/adamw.h"
 #include "optim/adamw_simd.h"
 #include "parallel/comm/comm.h"
+#include "parallel/grid.h"
 #include "parallel/zero/layout.h"
+#include "parallel/zero/plan.h"
 #include "parallel/zero/state_store.h"
 
 namespace zt {
-
-struct ZeroOptions {
-  int stage = 0;
-  DType precision = DType::fp32;      // fp32 | bf16 | fp16
-  double initial_loss_scale = 65536;  // fp16 only
-  int growth_interval = 1000;         // fp16: good steps before the scale doubles
-  bool overlap = true;                // issue collectives early and wait late; off: wait at once
-  double bucket_mb = 25;              // chunk size of the collectives
-  int prefetch = 1;                   // stage 3: units gathered ahead of the one computing
-  // Offload to a store (not owned; it must outlive the engine).
-  StateStore* store = nullptr;
-  bool optim_in_store = false;   // fp32 master (16-bit runs) and both AdamW moments
-  bool params_in_store = false;  // stage 3: this rank's parameter shards
-  int64_t store_buffer_bytes = int64_t(256) << 20;  // most of them resident at once
-};
 
 struct StepStats {
   double grad_norm = 0;   // of the unscaled gradient, before clipping
@@ -71,8 +58,10 @@ struct StepStats {
 
 class ZeroEngine {
  public:
-  // Takes over the model's parameter and gradient storage (its own buffers are released).
-  ZeroEngine(Model& model, Communicator& dp, const ZeroOptions& opt);
+  // Takes over the model's parameter and gradient storage (its own buffers are released). Each
+  // unit is partitioned over its group of the grid (plan.h); the gradient norm and the fp16
+  // overflow check are agreed over the whole world.
+  ZeroEngine(Model& model, ProcessGrid& grid, const ZeroOptions& opt);
   ~ZeroEngine();
   ZeroEngine(const ZeroEngine&) = delete;
   ZeroEngine& operator=(const ZeroEngine&) = delete;
@@ -116,7 +105,7 @@ class ZeroEngine {
 
  private:
   Model& model_;
-  Communicator& dp_;
+  ProcessGrid& grid_;
   ZeroOptions opt_;
   std::vector<std::unique_ptr<Unit>> units_;
   UnitHooks hooks_;

@@ -7,21 +7,18 @@
 
 namespace zt {
 
-// Elements [b, b + len) of the unit (padded buffer index), stored from index j of the arrays the
-// optimizer updates (stage 0: j = b; else the rank's shard). One per (chunk piece x parameter).
-struct UpdateRegion {
-  int64_t j, b, len;
-  bool decay;
-};
-
 // The arrays the optimizer step reads and writes, which offload may place in the state store.
 enum StateArray : int { kParams = 0, kMaster, kMomentM, kMomentV, kStateArrays };
 
 // Buffers of one unit. `cdt` is the compute/communication dtype (the run's precision).
 struct ZeroEngine::Unit {
+  // From the plan (plan.h, ZeroUnitPlan): the group that partitions the unit and this rank in it.
+  Communicator* comm = nullptr;
+  int rank = 0;
   UnitLayout lay;
   std::vector<UpdateRegion> regions;  // in increasing j
   int64_t state_len = 0;              // elements of master / m / v: stage 0 padded, else shard
+  bool in_norm = true;
   // parameters
   Buffer<uint8_t>
       pfull;  // [padded] cdt. stages 0-2: the parameters (params); 3: gathered (buffers)

@@ -23,6 +23,7 @@ namespace zt::test {
 namespace {
 
 std::unique_ptr<Communicator> g_world;
+std::unique_ptr<ProcessGrid> g_dp_grid;  // made on first use: every rank reaches it together
 
 // Ranks other than 0: one line per failed assertion.
 class FailurePrinter : public ::testing::EmptyTestEventListener {
@@ -69,6 +70,11 @@ int run_scenario(const std::string& name) {
 }  // namespace
 
 Communicator& world() { return *g_world; }
+
+ProcessGrid& dp_grid() {
+  if (!g_dp_grid) g_dp_grid = std::make_unique<ProcessGrid>(world(), 1, 1, 1);
+  return *g_dp_grid;
+}
 
 float exact_value(int rank, size_t i, int salt) {
   return (float)((rank * 7 + (int)(i % 13) + salt * 3) % 17) - 8.0f;
@@ -134,6 +140,7 @@ int main(int argc, char** argv) {
     }
     failed = RUN_ALL_TESTS() != 0;
     if (ctx.mpi()) MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    zt::test::g_dp_grid.reset();
     zt::test::g_world.reset();
   }
   return failed ? 1 : 0;

@@ -6,11 +6,13 @@
 #include <vector>
 
 #include "parallel/comm/comm.h"
+#include "parallel/grid.h"
 #include "runtime/dtype.h"
 
 namespace zt::test {
 
-Communicator& world();  // the world communicator of this run (local when run as one process)
+Communicator& world();   // the world communicator of this run (local when run as one process)
+ProcessGrid& dp_grid();  // the world as one data-parallel group (tp = pp = ep = 1), made once
 
 // Deterministic inputs: exact small integers (sums are exact in every dtype) or values in [-1, 1).
 float exact_value(int rank, size_t i, int salt = 0);

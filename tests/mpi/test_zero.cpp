@@ -67,7 +67,7 @@ void run_case(const Case& k) {
   ZeroOptions zo;
   zo.stage = k.stage, zo.overlap = k.overlap, zo.prefetch = k.prefetch, zo.bucket_mb = k.bucket_mb;
   zo.precision = k.precision;
-  ZeroEngine engine(model, dp, zo);
+  ZeroEngine engine(model, dp_grid(), zo);
   std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
 
   std::vector<float> mref_buf, vref_buf;
@@ -168,7 +168,7 @@ TEST(ZeroMixedPrecision, Fp16OverflowSkipsTheStepAndLowersTheScale) {
     Model model(cfg, 3);
     ZeroOptions zo;
     zo.stage = st, zo.precision = DType::fp16;
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     AdamWConfig ac;
     const int B = 2, T = cfg.seq_len;
@@ -211,7 +211,7 @@ TEST(ZeroAccounting, BytesPerStep) {
     Model model(cfg, 2);
     ZeroOptions zo;
     zo.stage = st;
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     const int B = 2, T = cfg.seq_len;
     std::vector<int32_t> tok((size_t)B * (T + 1));
@@ -230,7 +230,8 @@ TEST(ZeroAccounting, BytesPerStep) {
 }
 
 // Model-state bytes per rank (params + grads + optim, from the allocator's counters) for stages
-// 0-3 against theory[stage] bytes, plus at most N - 1 padding elements per unit and buffer.
+// 0-3 against theory[stage] bytes, plus at most N - 1 padding elements per unit and buffer, and
+// exactly against the engine's plan (plan.h).
 void check_model_state_bytes(DType precision, const double (&theory_per_param)[4][2]) {
   Communicator& dp = world();
   const double N = dp.size();
@@ -241,7 +242,7 @@ void check_model_state_bytes(DType precision, const double (&theory_per_param)[4
     Model model(cfg, 1);
     ZeroOptions zo;
     zo.stage = st, zo.precision = precision;
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     MemStats s = mem_stats();
     auto used = [&](MemCategory c) { return (double)(s.current[(int)c] - before.current[(int)c]); };
     const double got =
@@ -250,6 +251,11 @@ void check_model_state_bytes(DType precision, const double (&theory_per_param)[4
     const double pad = 16.0 * N * model.table.num_units();
     EXPECT_GE(got, theory) << dtype_name(precision) << " stage " << st;
     EXPECT_LE(got, theory + pad) << dtype_name(precision) << " stage " << st;
+    // The plan (a pure function, what a planner prices) is exactly what the engine allocated.
+    const ZeroBytes plan = plan_zero(model.table, dp_grid().layout(), dp.rank(), zo).bytes;
+    EXPECT_EQ(used(MemCategory::params), (double)plan.params) << "stage " << st;
+    EXPECT_EQ(used(MemCategory::grads), (double)plan.grads) << "stage " << st;
+    EXPECT_EQ(used(MemCategory::optim), (double)plan.optim) << "stage " << st;
   }
 }
 

@@ -42,7 +42,7 @@ void check_pieces(int stage, DType precision, double bucket_mb, bool offload) {
     zo.store = store.get();
     zo.optim_in_store = offload;
     zo.params_in_store = offload && stage == 3;
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     std::vector<int32_t> tok(2 * (cfg.seq_len + 1));
     for (int s = 0; s < 2; ++s) {  // moments that are not zero

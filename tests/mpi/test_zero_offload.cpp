@@ -78,7 +78,7 @@ Run train(const Case& k, bool offloaded) {
     zo.store_buffer_bytes = (int64_t)(k.buffer_mb * (1 << 20));
     mem_reset_peaks();
     const MemStats base = mem_stats();
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
     AdamWConfig ac;
     ac.weight_decay = 0.1f;
@@ -166,7 +166,7 @@ TEST(ZeroOffload, BufferTooSmallIsAClearError) {
   zo.stage = 3, zo.store = &store, zo.optim_in_store = true;
   zo.store_buffer_bytes = 64 << 10;
   try {
-    ZeroEngine engine(model, dp, zo);
+    ZeroEngine engine(model, dp_grid(), zo);
     ADD_FAILURE() << "a 64 KB buffer was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--nvme-buffer-mb"), std::string::npos) << e.what();

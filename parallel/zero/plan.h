@@ -1,0 +1,69 @@
+// plan.h: where ZeRO puts every unit's state on one rank, as a pure function of the parameter
+// table, the grid and the options: which group partitions each unit, its chunked shard layout
+// (layout.h), what the optimizer updates, and the model-state bytes the rank holds. The engine
+// allocates by it; a planner can price a layout with it without running anything.
+//
+// A unit is partitioned over the data-parallel group of its kind: dense units over dp, the routed
+// experts over edp, the dp / ep ranks that hold the same experts (SPEC section 6; with ep = 1 the
+// same ranks as dp).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/params.h"
+#include "parallel/grid.h"
+#include "parallel/zero/layout.h"
+#include "parallel/zero/state_store.h"
+#include "runtime/dtype.h"
+
+namespace zt {
+
+struct ZeroOptions {
+  int stage = 0;
+  DType precision = DType::fp32;      // fp32 | bf16 | fp16
+  double initial_loss_scale = 65536;  // fp16 only
+  int growth_interval = 1000;         // fp16: good steps before the scale doubles
+  bool overlap = true;                // issue collectives early and wait late; off: wait at once
+  double bucket_mb = 25;              // chunk size of the collectives
+  int prefetch = 1;                   // stage 3: units gathered ahead of the one computing
+  // Offload to a store (not owned; it must outlive the engine).
+  StateStore* store = nullptr;
+  bool optim_in_store = false;   // fp32 master (16-bit runs) and both AdamW moments
+  bool params_in_store = false;  // stage 3: this rank's parameter shards
+  int64_t store_buffer_bytes = int64_t(256) << 20;  // most of them resident at once
+};
+
+// Elements [b, b + len) of the unit (padded buffer index), stored from index j of the arrays the
+// optimizer updates (stage 0: j = b; else the rank's shard). One per (chunk piece x parameter).
+struct UpdateRegion {
+  int64_t j, b, len;
+  bool decay;
+};
+
+struct ZeroUnitPlan {
+  GroupKind group = GroupKind::dp;  // the ranks that partition this unit
+  int group_rank = 0;
+  UnitLayout lay;
+  int64_t state_len = 0;  // elements of master / m / v: stage 0 the padded unit, else the shard
+  std::vector<UpdateRegion> regions;  // in increasing j
+  // This rank's part of the unit counts in the gradient norm: its shard (stages 1-3), or the whole
+  // unit on group rank 0 only (stage 0, where every rank of the group holds all of it).
+  bool in_norm = true;
+};
+
+// Resident model-state bytes on the rank, by allocator category (state kept in a StateStore is
+// not resident). The ZeRO paper's 16 / 4 + 12 / 2 + 14 / 16 bytes per parameter, over N.
+struct ZeroBytes {
+  int64_t params = 0, grads = 0, optim = 0;
+  int64_t total() const { return params + grads + optim; }
+};
+
+struct ZeroPlan {
+  std::vector<ZeroUnitPlan> units;
+  ZeroBytes bytes;
+};
+
+ZeroPlan plan_zero(const ParamTable& table, const GridLayout& grid, int rank,
+                   const ZeroOptions& opt);
+
+}  // namespace zt
