@@ -137,9 +137,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_min(vm, "eval-every", 0);
   require_min(vm, "eval-tokens", 1);
   if (o.min_lr > o.lr) fail("--min-lr ", o.min_lr, " is above --lr ", o.lr);
-  if (o.model.heads % o.tp != 0) fail("--tp ", o.tp, " does not divide --heads ", o.model.heads);
-  if (o.model.experts % o.ep != 0)
-    fail("--ep ", o.ep, " does not divide --experts ", o.model.experts);
+  // How tp, pp and ep fit the world and the model is checked once, by validate_layout
+  // (parallel/grid.h), before MPI starts.
 
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.

@@ -1,6 +1,6 @@
-// trainer.h: the training loop of `zerotrain train`, one process per rank: sampler -> this rank's
-// microbatches -> forward/backward through the ZeRO engine -> global-norm clip -> AdamW with the
-// schedule -> metrics (rank 0), validation, checkpoints.
+// trainer.h: the training loop of `zerotrain train`, one process per rank: this rank's
+// microbatches -> forward and backward (the train step) -> global-norm clip and AdamW (the ZeRO
+// engine) -> validation, metrics (rank 0), checkpoints, a requested stop.
 #pragma once
 #include "launch/train_options.h"
 #include "runtime/process.h"

@@ -1,4 +1,5 @@
-// checkpoint.cpp: save / verify / load of single-process checkpoints (SPEC section 5 layout).
+// checkpoint.cpp: writing, verifying, finding and loading checkpoints (SPEC section 5 layout;
+// checkpoint.h). The rank files' checksums are in checksum.cpp.
 #include "offload/checkpoint.h"
 
 #include <fcntl.h>
@@ -16,9 +17,10 @@
 #include <mutex>
 #include <thread>
 
+#include "offload/checksum.h"
 #include "offload/hdf5.h"
+#include "parallel/comm/gather.h"
 #include "runtime/error.h"
-#include "runtime/hash.h"
 #include "runtime/split.h"
 
 namespace zt {
@@ -51,9 +53,11 @@ void write_file_atomic(const fs::path& path, const std::string& text, bool durab
 }
 
 void fsync_file(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) fail("cannot sync '", p.string(), "' to disk");
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot open '", p.string(), "' to sync it to disk");
+  const bool ok = ::fsync(fd) == 0;
   ::close(fd);
+  if (!ok) fail("cannot sync '", p.string(), "' to disk");
 }
 
 std::string read_text(const fs::path& p) {
@@ -78,162 +82,17 @@ void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
   }
 }
 
-constexpr uint64_t kPrime = kHashPrime, kBasis = kHashLanes[0];
-
-// The rank-file checksum ("page_hash64" in the manifest): every 4 KiB page of the file (the last
-// one zero-padded) gets four FNV-1a-style lanes over its 8-byte words, folded; the page hashes are
-// folded in file order, then the length. It detects flipped, swapped and truncated bytes like
-// FNV-1a over the file, but the pages can be hashed in any order: the writer hashes the pages that
-// hold tensor data from the tensors in memory while later ones are still being written, and reads
-// back only the few pages around them (HDF5 metadata) once the file is closed.
-constexpr int64_t kPage = 4096;
-
-uint64_t page_hash(const unsigned char* page) {
-  uint64_t lane[4] = {kHashLanes[0], kHashLanes[1], kHashLanes[2], kHashLanes[3]};
-  hash_lanes(page, kPage, lane);
-  uint64_t h = lane[0];
-  for (int k = 1; k < 4; ++k) h = (h ^ lane[k]) * kPrime;
-  return h;
-}
-
-uint64_t fold_pages(const std::vector<uint64_t>& pages, uint64_t bytes) {
-  uint64_t h = kBasis;
-  for (uint64_t p : pages) h = (h ^ p) * kPrime;
-  return (h ^ bytes) * kPrime;
-}
-
-// The checksum of the file at `path` given the hashes of some of its pages (page index, hash):
-// the others are read from the file.
-uint64_t page_checksum(const std::string& path,
-                       const std::vector<std::pair<int64_t, uint64_t>>& known) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("cannot read '", path, "'");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  const off_t bytes = ::lseek(fd, 0, SEEK_END);
-  if (bytes < 0) fail("cannot read '", path, "'");
-  const int64_t npages = (bytes + kPage - 1) / kPage;
-  std::vector<uint64_t> hash(npages);
-  std::vector<char> have(npages, 0);
-  for (auto [page, h] : known)
-    if (page < npages) hash[page] = h, have[page] = 1;
-  constexpr int64_t kRun = 256;  // pages per read (1 MiB)
-  std::vector<unsigned char> buf(kRun * kPage);
-  for (int64_t i = 0; i < npages;) {
-    if (have[i]) {
-      ++i;
-      continue;
-    }
-    int64_t j = i + 1;
-    while (j < npages && j - i < kRun && !have[j]) ++j;
-    const int64_t want = std::min<int64_t>((j - i) * kPage, bytes - i * kPage);
-    for (int64_t got = 0; got < want;) {
-      ssize_t n = ::pread(fd, buf.data() + got, (size_t)(want - got), i * kPage + got);
-      if (n <= 0) fail("cannot read '", path, "'");
-      got += n;
-    }
-    std::memset(buf.data() + want, 0, (size_t)((j - i) * kPage - want));
-    for (int64_t k = i; k < j; ++k) hash[k] = page_hash(buf.data() + (k - i) * kPage);
-    i = j;
-  }
-  return fold_pages(hash, (uint64_t)bytes);
-}
-
-// The pages of a file being written that lie wholly inside one dataset's stored data, hashed from
-// the data in memory on a second thread while the following datasets are written.
-class DataPageHasher {
- public:
-  DataPageHasher() : worker_([this] { run(); }) {}
-  ~DataPageHasher() { stop(); }
-  DataPageHasher(const DataPageHasher&) = delete;
-  DataPageHasher& operator=(const DataPageHasher&) = delete;
-
-  // `bytes` bytes at file offset `at` hold `data` (which must stay unchanged until finish()).
-  void add(int64_t at, const void* data, int64_t bytes) {
-    if (at < 0 || bytes < kPage) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back({at, static_cast<const unsigned char*>(data), bytes});
-    cv_.notify_one();
-  }
-
-  // Waits until every page added so far is hashed (its data may then change).
-  void wait_idle() {
-    std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
-  }
-
-  // The checksum of the closed file at `path`: the pages not hashed yet are read from it.
-  uint64_t finish(const std::string& path) {
-    stop();
-    return page_checksum(path, done_);
-  }
-
- private:
-  struct Job {
-    int64_t at;
-    const unsigned char* data;
-    int64_t bytes;
-  };
-
-  void run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, all done
-      Job j = jobs_.front();
-      jobs_.pop_front();
-      busy_ = true;
-      lock.unlock();
-      for (int64_t page = (j.at + kPage - 1) / kPage; (page + 1) * kPage <= j.at + j.bytes; ++page)
-        done_.push_back({page, page_hash(j.data + (page * kPage - j.at))});
-      lock.lock();
-      busy_ = false;
-      if (jobs_.empty()) idle_cv_.notify_all();
-    }
-  }
-
-  void stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_one();
-    worker_.join();
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false, busy_ = false;
-  std::vector<std::pair<int64_t, uint64_t>> done_;  // page, hash; the worker's until stop()
-  std::thread worker_;
-};
-
-// The checksum of an earlier format ("hash64" in the manifest): four FNV-1a-style lanes over the
-// file's 8-byte words, folded. Still verified so that older checkpoints load.
-uint64_t file_checksum_v1(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail("cannot read '", path, "'");
-  uint64_t lane[4] = {kHashLanes[0], kHashLanes[1], kHashLanes[2], kHashLanes[3]};
-  std::vector<char> buf(1 << 20);  // a multiple of 32 bytes: the lanes carry across reads
-  uint64_t total = 0;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-    total += n;
-    hash_lanes(buf.data(), n, lane);
-  }
-  std::fclose(f);
-  uint64_t h = total;
-  for (uint64_t l : lane) h = (h ^ l) * kPrime;
-  return h;
-}
-
 }  // namespace
 
-uint64_t file_checksum(const std::string& path) { return page_checksum(path, {}); }
+UnitSource unit_source(const UnitVectors& params, const UnitVectors& m, const UnitVectors& v) {
+  return [&params, &m, &v](int u) { return UnitState{params[u].data(), m[u].data(), v[u].data()}; };
+}
+
+std::string rank_file_name(int rank) {
+  char name[32];
+  std::snprintf(name, sizeof name, "rank_%05d.h5", rank);
+  return name;
+}
 
 std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step) {
   return (fs::path(ckpt_dir) / (step_name(step) + ".tmp")).string();
@@ -250,24 +109,12 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step) {
 }
 
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
-                         const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
-                         int64_t step) {
-  return write_rank_file(
-      tmp_dir, rank, world, table,
-      [&](int u) {
-        return UnitState{params[u].data(), m[u].data(), v[u].data()};
-      },
-      step);
-}
-
-RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitSource& state, int64_t step) {
   // The stored elements are the tensors' bytes as they are in memory (f32 little-endian), so the
   // pages holding them are hashed from memory.
   static_assert(std::endian::native == std::endian::little);
   constexpr int64_t kWriteback = 8 << 20;  // start writing to disk every this many bytes
-  char name[32];
-  std::snprintf(name, sizeof name, "rank_%05d.h5", rank);
+  const std::string name = rank_file_name(rank);
   const fs::path path = fs::path(tmp_dir) / name;
   DataPageHasher hasher;
   {
@@ -354,14 +201,26 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
   return final_dir.string();
 }
 
-std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
-                            const ParamTable& table, const UnitVectors& params,
-                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
-                            nlohmann::json layout, int keep_last) {
-  prepare_checkpoint_dir(ckpt_dir, st.step);
-  RankFile f =
-      write_rank_file(checkpoint_tmp_dir(ckpt_dir, st.step), 0, 1, table, params, m, v, st.step);
-  return finish_checkpoint(ckpt_dir, {f}, cfg, table, st, std::move(layout), keep_last);
+std::string save_checkpoint(Communicator& world, const std::string& ckpt_dir,
+                            const ModelConfig& cfg, const ParamTable& table,
+                            const UnitSource& state, const TrainState& st,
+                            const nlohmann::json& layout, int keep_last) {
+  const bool root = world.rank() == 0;
+  if (root) prepare_checkpoint_dir(ckpt_dir, st.step);
+  world.barrier().wait();
+  const RankFile mine = write_rank_file(checkpoint_tmp_dir(ckpt_dir, st.step), world.rank(),
+                                        world.size(), table, state, st.step);
+  const std::vector<uint64_t> sums =
+      gather_values(world, std::vector<uint64_t>{mine.bytes, mine.checksum});
+  std::string final_dir;
+  if (root) {
+    std::vector<RankFile> files;
+    for (int r = 0; r < world.size(); ++r)
+      files.push_back({rank_file_name(r), sums[2 * r], sums[2 * r + 1]});
+    final_dir = finish_checkpoint(ckpt_dir, files, cfg, table, st, layout, keep_last);
+  }
+  world.barrier().wait();  // nobody runs ahead of a failed write
+  return root ? final_dir : (fs::path(ckpt_dir) / step_name(st.step)).string();
 }
 
 namespace {

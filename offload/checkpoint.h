@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "parallel/comm/comm.h"
 
 namespace zt {
 
@@ -30,46 +31,48 @@ struct TrainState {
   nlohmann::json train;  // the run's training flags (seed, lr, batch...) for the manifest
 };
 
-// Full training state, one flat fp32 vector per unit (ParamTable layout): parameters and AdamW
-// moments. The ZeRO engine assembles it from the shards (ZeroEngine::gather_full_state).
+// Full training state, one flat fp32 vector per unit (ParamTable layout): parameters or AdamW
+// moments.
 using UnitVectors = std::vector<std::vector<float>>;
 
-// Writing a checkpoint from N ranks (each a full copy of the state, e.g. assembled by
-// ZeroEngine::gather_full_state):
-//   rank 0: prepare_checkpoint_dir;  everyone: barrier, write_rank_file (its even piece of every
-//   tensor, with the logical offset it covers);  gather the RankFile entries to rank 0;
-//   rank 0: finish_checkpoint (manifest with every file's size and checksum, COMPLETE, rename
-//   into place, `latest`, --keep-last);  everyone: barrier.
-struct RankFile {
-  std::string name;
-  uint64_t bytes = 0, checksum = 0;
-};
-std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step);
-void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
-RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
-                         const UnitVectors& params, const UnitVectors& m, const UnitVectors& v,
-                         int64_t step);
-// Streaming form: state(u) gives unit u's fp32 parameters and moments, called for u = 0, 1, ...
-// in order on every rank at once (it may be collective: ZeroEngine::checkpoint_pieces); the
-// pointers must stay valid until the next call. Either the unit's full state, or (pieces) only
-// this rank's even piece of each of the unit's parameters (even_piece, runtime/split.h), back to
-// back in table order. Memory: one unit's state at most, not the model's.
+// What a rank file holds of each unit, pulled one unit at a time: state(u) gives unit u's fp32
+// parameters and moments, called for u = 0, 1, ... in order on every rank at once (it may be
+// collective: ZeroEngine::checkpoint_pieces); the pointers must stay valid until the next call.
+// Either the unit's full state, or (pieces) only this rank's even piece of each of the unit's
+// parameters (even_piece, runtime/split.h), back to back in table order. Memory: one unit's state
+// at most, not the model's.
 struct UnitState {
   const float *p, *m, *v;
   bool pieces = false;
 };
 using UnitSource = std::function<UnitState(int unit)>;
+// A source over whole-model vectors (one process holding everything).
+UnitSource unit_source(const UnitVectors& params, const UnitVectors& m, const UnitVectors& v);
+
+// Writes CKPT_DIR/step_XXXXXXXX, collective over `world` (every rank calls it): rank 0 prepares
+// the temporary directory; every rank writes rank_NNNNN.h5, its even piece of every tensor with
+// the logical offset it covers, and syncs it; the files' sizes and checksums go to rank 0, which
+// writes the manifest and COMPLETE, renames the directory into place, updates `latest` and drops
+// checkpoints beyond --keep-last. Returns the step directory.
+std::string save_checkpoint(Communicator& world, const std::string& ckpt_dir,
+                            const ModelConfig& cfg, const ParamTable& table,
+                            const UnitSource& state, const TrainState& st,
+                            const nlohmann::json& layout, int keep_last);
+
+// The steps of save_checkpoint, also for writing the rank files of N ranks from one process (an
+// offline tool, the tests).
+struct RankFile {
+  std::string name;
+  uint64_t bytes = 0, checksum = 0;
+};
+std::string rank_file_name(int rank);  // "rank_00003.h5"
+std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step);
+void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitSource& state, int64_t step);
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
                               const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
                               nlohmann::json layout, int keep_last);
-
-// The same from one process: CKPT_DIR/step_XXXXXXXX with one rank file, `latest` pointing at it.
-std::string save_checkpoint(const std::string& ckpt_dir, const ModelConfig& cfg,
-                            const ParamTable& table, const UnitVectors& params,
-                            const UnitVectors& m, const UnitVectors& v, const TrainState& st,
-                            nlohmann::json layout, int keep_last);
 
 // Resolves PATH to a loadable step directory: a step directory itself, or a checkpoint root whose
 // `latest` (or newest complete step) is used. Throws naming the path and what is missing.
@@ -101,9 +104,5 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
 ModelConfig checkpoint_model_config(const std::string& path);
 // Parameters only, for eval/generate: from a checkpoint (any form above) or an exported model.h5.
 void load_model_weights(const std::string& path, Model& model);
-
-// The manifest's checksum of a rank file: multi-lane FNV-1a of each 4 KiB page, the page hashes
-// folded in order with the length (write_rank_file hashes most pages from memory as it writes).
-uint64_t file_checksum(const std::string& path);
 
 }  // namespace zt

@@ -87,8 +87,7 @@ void cuda_select_device(int local_rank) {
   if constexpr (kCuda) cuda_backend::select_device(local_rank % count);
 }
 
-// ---- memory
-// --------------------------------------------------------------------------------------
+// memory
 
 void* device_alloc(DeviceKind kind, size_t bytes, MemCategory cat) {
   if (on_cuda(kind, "device_alloc")) {
@@ -135,8 +134,7 @@ void host_free_pinned(void* p) {
   zt::free(p);
 }
 
-// ---- streams and events
-// --------------------------------------------------------------------------
+// streams and events
 
 // Destroying a CUDA stream or event never throws (destructors call these).
 [[maybe_unused]] static void release(DeviceKind kind, void*& handle, void (*destroy)(void*)) {
@@ -237,8 +235,7 @@ float event_elapsed_ms(const Event& start, const Event& end) {
   return (float)(end.host_ms - start.host_ms);
 }
 
-// ---- gemm
-// ----------------------------------------------------------------------------------------
+// gemm
 
 void gemm(DeviceKind kind, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,

@@ -30,8 +30,8 @@ void cuda_select_device(int local_rank);  // device local_rank % count; throws i
 
 struct Stream;
 
-// ---- memory
-// --------------------------------------------------------------------------------------
+// memory
+
 void* device_alloc(DeviceKind kind, size_t bytes, MemCategory cat);  // zero-initialised
 void device_free(DeviceKind kind, void* p);                          // nullptr is fine
 MemStats device_mem_stats(DeviceKind kind);  // cpu: mem_stats(); cuda: the current device's counts
@@ -45,9 +45,9 @@ void device_copy(void* dst, DeviceKind dst_kind, const void* src, DeviceKind src
 void* host_alloc_pinned(size_t bytes, MemCategory cat);  // zero-initialised
 void host_free_pinned(void* p);
 
-// ---- streams and events
-// -------------------------------------------------------------------------- A queue of work on one
-// device. cpu: every call runs synchronously, so the stream is a no-op.
+// streams and events
+
+// A queue of work on one device. cpu: every call runs synchronously, so the stream is a no-op.
 struct Stream {
   DeviceKind kind = DeviceKind::cpu;
   void* handle = nullptr;  // cudaStream_t when kind == cuda; nullptr = the default stream
@@ -86,8 +86,8 @@ struct Event {
 Event create_event(DeviceKind kind, bool timing = false);      // no timing: cudaEventDisableTiming
 float event_elapsed_ms(const Event& start, const Event& end);  // both recorded with timing
 
-// ---- gemm
-// ----------------------------------------------------------------------------------------
+// gemm
+
 // Row-major C[m,n] = alpha * op(A) op(B) + beta * C, op(X) = X^T when trans_x.
 // A is [m,k] (or [k,m] when trans_a) with leading dimension lda; B is [k,n] (or [n,k]); all
 // pointers on `kind`. cpu: cblas_sgemm; cuda: cublasSgemm (the host does not wait).

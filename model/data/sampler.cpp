@@ -44,4 +44,12 @@ int64_t Sampler::start(int64_t j) const {
   return perm_[j % samples_] * seq_len_;
 }
 
+void fill_samples(const Sampler& s, const std::vector<uint16_t>& tokens, int64_t first, int B,
+                  int T, int32_t* out) {
+  for (int b = 0; b < B; ++b) {
+    const int64_t start = s.start(first + b);
+    for (int t = 0; t <= T; ++t) out[(size_t)b * (T + 1) + t] = tokens[start + t];
+  }
+}
+
 }  // namespace zt

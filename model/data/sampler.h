@@ -30,6 +30,17 @@ class Sampler {
   mutable std::vector<int64_t> perm_;  // (S,) window index of each position in the epoch
 };
 
+// The first global sample of data-parallel rank `dp_rank`'s microbatch `micro` of step `step`:
+// the step's global batch of B * accum * dp samples is cut into runs of B, rank-major (rank 0's
+// microbatches first), so the samples of a step never depend on the layout.
+inline int64_t first_sample(int64_t step, int B, int accum, int dp, int dp_rank, int micro) {
+  return step * ((int64_t)B * accum * dp) + ((int64_t)dp_rank * accum + micro) * B;
+}
+
+// Samples [first, first + B) of the stream into out [B, T+1] (T = the sampler's seq_len).
+void fill_samples(const Sampler& s, const std::vector<uint16_t>& tokens, int64_t first, int B,
+                  int T, int32_t* out);
+
 // The window order of one epoch: a Fisher-Yates shuffle of [0, n) driven by Philox keyed by
 // (seed, epoch).
 std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);

@@ -106,14 +106,4 @@ Work Communicator::all_gather(const void* send, void* recv, size_t count, DType 
   return all_gather(send, recv, counts, dt);
 }
 
-double sum_exact(Communicator& comm, double x) {
-  if (comm.size() == 1) return x;
-  std::vector<double> all(comm.size());
-  const std::vector<size_t> eight(comm.size(), sizeof(double));
-  comm.all_gather(&x, all.data(), eight, DType::int8).wait();
-  double s = 0;
-  for (double v : all) s += v;
-  return s;
-}
-
 }  // namespace zt

@@ -138,11 +138,6 @@ class Communicator {
   std::shared_ptr<CommCounters> counters_;
 };
 
-// Every rank's `x`, summed in rank order, on every rank (one all-gather of 8 bytes per rank): the
-// same bits everywhere and no rounding to fp32 on the way, for sums that decide (the gradient
-// norm). Blocking.
-double sum_exact(Communicator& comm, double x);
-
 // The world communicator of this process: MPI when a launcher started it (ProcessContext::mpi()),
 // else a one-rank local communicator. Needs a live ProcessContext.
 std::unique_ptr<Communicator> make_world_communicator();

@@ -14,7 +14,8 @@ namespace zt {
 void reduce_elements(void* dst, const void* a, const void* b, size_t n, DType dt, ReduceOp op,
                      bool streaming = false);
 
-// The plain scalar version, the reference the tests hold reduce_elements to.
+// The plain scalar loop: the vector paths' tails, the build without AVX-512, and the reference
+// the tests hold reduce_elements to.
 void reduce_elements_reference(void* dst, const void* a, const void* b, size_t n, DType dt,
                                ReduceOp op);
 

@@ -1,6 +1,7 @@
 // data_parallel_step.cpp: the data-parallel train step (train_step.h): microbatch after microbatch,
 // forward then backward through the whole model, the ZeRO engine driven by the passes' hooks.
 #include "model/passes.h"
+#include "parallel/comm/gather.h"
 #include "parallel/step/train_step.h"
 #include "runtime/trace.h"
 
@@ -9,11 +10,13 @@ namespace {
 
 class DataParallelStep : public TrainStep {
  public:
-  DataParallelStep(Model& model, ZeroEngine& engine) : model_(model), engine_(engine) {}
+  DataParallelStep(Model& model, ZeroEngine& engine, ProcessGrid& grid)
+      : model_(model), engine_(engine), dp_(grid.dp()) {}
 
   StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
-                 float loss_scale) override {
-    StepLosses sum;
+                 float grad_scale) override {
+    const float loss_scale = grad_scale / (float)(micro * dp_.size());  // of the global mean
+    double ce = 0, aux = 0, dropped = 0;
     engine_.begin_step(micro);
     for (int i = 0; i < micro; ++i) {
       LossParts lp;
@@ -28,9 +31,11 @@ class DataParallelStep : public TrainStep {
                        &engine_.hooks());
       }
       engine_.end_microbatch();
-      sum.ce += lp.ce, sum.aux += lp.aux, sum.dropped += lp.dropped;
+      ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
     }
-    return sum;
+    const std::vector<double> s = sum_exact(dp_, {ce, aux, dropped});
+    const double n = (double)micro * dp_.size();
+    return {s[0] / n, s[1] / n, (int64_t)s[2]};
   }
 
   LossParts evaluate(const int32_t* tokens, int B, int T) override {
@@ -42,14 +47,16 @@ class DataParallelStep : public TrainStep {
  private:
   Model& model_;
   ZeroEngine& engine_;
+  Communicator& dp_;
   Acts acts_;
   GradScratch scratch_;
 };
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine) {
-  return std::make_unique<DataParallelStep>(model, engine);
+std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine,
+                                                   ProcessGrid& grid) {
+  return std::make_unique<DataParallelStep>(model, engine, grid);
 }
 
 }  // namespace zt

@@ -11,11 +11,14 @@
 
 #include "model/acts.h"
 #include "model/layers.h"
+#include "parallel/grid.h"
 #include "parallel/zero/engine.h"
 
 namespace zt {
 
-// Sums over this rank's microbatches of one step.
+// The losses of one step over the whole global batch (every microbatch of every rank), the same
+// on every rank: means of the microbatches' cross-entropy and aux loss, and the expert
+// assignments dropped by capacity in all of them.
 struct StepLosses {
   double ce = 0, aux = 0;
   int64_t dropped = 0;
@@ -27,16 +30,17 @@ using MicrobatchSource = std::function<const int32_t*(int micro)>;
 class TrainStep {
  public:
   virtual ~TrainStep() = default;
-  // Forward and backward of `micro` microbatches of B samples of T tokens; the gradients are of
-  // loss_scale x the loss of each microbatch, handed to the engine.
+  // Forward and backward of this rank's `micro` microbatches of B samples of T tokens; the
+  // gradients handed to the engine are of grad_scale x the global batch's mean loss.
   virtual StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
-                         float loss_scale) = 0;
+                         float grad_scale = 1.0f) = 0;
   // The loss of one batch, forward only (evaluation); gathered parameters are kept until
   // end_evaluation().
   virtual LossParts evaluate(const int32_t* tokens, int B, int T) = 0;
   virtual void end_evaluation() = 0;
 };
 
-std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine);
+std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine,
+                                                   ProcessGrid& grid);
 
 }  // namespace zt

@@ -7,6 +7,7 @@
 
 #include "optim/adamw_simd.h"
 #include "optim/clip.h"
+#include "parallel/comm/gather.h"
 #include "parallel/zero/engine_unit.h"
 #include "runtime/convert.h"
 #include "runtime/error.h"
@@ -117,8 +118,6 @@ ZeroEngine::~ZeroEngine() {
     for (auto& t : s.writes) t.wait();
   }
 }
-
-const UnitLayout& ZeroEngine::layout(int unit) const { return units_[unit]->lay; }
 
 double ZeroEngine::wait(Work& w) {
   double ms = w.wait();

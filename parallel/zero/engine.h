@@ -76,12 +76,8 @@ class ZeroEngine {
   // re-assembles parameters (stages 1-2). step is 1-based for the bias correction.
   StepStats finish_step(double lr, double max_norm, const AdamWConfig& adamw, int64_t step);
 
-  // Full fp32 parameters / AdamW moments of every unit, assembled on every rank (collective).
-  // For checkpoints and tests; stage 3 gathers.
-  void gather_full_state(std::vector<std::vector<float>>& params,
-                         std::vector<std::vector<float>>* m, std::vector<std::vector<float>>* v);
-  // The same for one unit (collective), so a checkpoint streams unit by unit: memory for one
-  // unit's full state instead of the model's.
+  // Full fp32 parameters / AdamW moments of one unit, assembled on every rank (collective; stage 3
+  // gathers): memory for one unit's full state, not the model's.
   void gather_unit_state(int unit, std::vector<float>& params, std::vector<float>* m,
                          std::vector<float>* v);
   // For a checkpoint written by every dp rank (collective): this rank's even piece (even_piece in
@@ -95,7 +91,6 @@ class ZeroEngine {
                        const std::vector<float>* v);
   void release_gathered();  // drop every gathered unit and working copy (after evaluation)
 
-  const UnitLayout& layout(int unit) const;
   int stage() const { return opt_.stage; }
   double loss_scale() const { return loss_scale_; }
   int64_t skipped_steps() const { return skipped_steps_; }

@@ -1,5 +1,5 @@
-// engine_state.cpp: the engine's state in and out, one unit at a time: assembled whole (tests,
-// export), as the pieces a checkpoint writer needs, and loaded back on resume.
+// engine_state.cpp: the engine's state in and out, one unit at a time: assembled whole, as the
+// pieces a checkpoint writer needs, and loaded back on resume.
 //
 // checkpoint_pieces: this rank's even piece of every parameter (runtime/split.h, even_piece) of
 // the fp32 master and both moments. Sharded arrays are redistributed with one all_to_all each, so
@@ -130,17 +130,6 @@ void ZeroEngine::gather_unit_state(int u, std::vector<float>& params, std::vecto
     else
       gather_shards(*x.comm, l, src, *dst);
   }
-}
-
-void ZeroEngine::gather_full_state(std::vector<std::vector<float>>& params,
-                                   std::vector<std::vector<float>>* m,
-                                   std::vector<std::vector<float>>* v) {
-  const size_t U = units_.size();
-  params.resize(U);
-  if (m) m->resize(U);
-  if (v) v->resize(U);
-  for (size_t u = 0; u < U; ++u)
-    gather_unit_state((int)u, params[u], m ? &(*m)[u] : nullptr, v ? &(*v)[u] : nullptr);
 }
 
 void ZeroEngine::load_unit_state(int u, const std::vector<float>& params,

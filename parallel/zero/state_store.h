@@ -21,6 +21,9 @@ inline constexpr int64_t kStorePageBytes = 16384;
 struct StoreCounters {
   int64_t read_bytes = 0, write_bytes = 0;
   double busy_ms = 0;  // summed over the I/O threads
+  StoreCounters operator-(const StoreCounters& o) const {
+    return {read_bytes - o.read_bytes, write_bytes - o.write_bytes, busy_ms - o.busy_ms};
+  }
 };
 
 class StateStore {

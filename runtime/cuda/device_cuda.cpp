@@ -26,8 +26,7 @@ int current_device() {
   return d;
 }
 
-// ---- device memory counters
-// ----------------------------------------------------------------------
+// device memory counters
 struct Block {
   size_t bytes;
   int cat;
@@ -103,8 +102,7 @@ int device_count() {
 
 void select_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
 
-// ---- memory
-// --------------------------------------------------------------------------------------
+// memory
 
 void* alloc(size_t bytes, MemCategory cat) {
   int d = current_device();
@@ -192,8 +190,7 @@ void host_free_pinned(void* p) {
   zt::free(blk.raw);
 }
 
-// ---- streams and events
-// --------------------------------------------------------------------------
+// streams and events
 
 void* stream_create() {
   cudaStream_t s = nullptr;
@@ -229,11 +226,11 @@ float event_elapsed_ms(void* start, void* end) {
   return ms;
 }
 
-// ---- gemm
-// ---------------------------------------------------------------------------------------- cuBLAS
-// is column-major. A row-major [r,c] buffer read column-major is its transpose [c,r], so row-major
-// C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T: swap the operands (B first),
-// swap m and n, keep each operand's own transpose flag and leading dimension.
+// gemm
+
+// cuBLAS is column-major. A row-major [r,c] buffer read column-major is its transpose [c,r], so
+// row-major C = op(A) op(B) is computed as column-major C^T = op(B)^T op(A)^T: swap the operands (B
+// first), swap m and n, keep each operand's own transpose flag and leading dimension.
 
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, void* s) {

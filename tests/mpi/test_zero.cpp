@@ -14,6 +14,7 @@
 #include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
 #include "tests/model_run.h"
+#include "tests/mpi/engine_state.h"
 
 namespace zt::test {
 namespace {
@@ -68,7 +69,7 @@ void run_case(const Case& k) {
   zo.stage = k.stage, zo.overlap = k.overlap, zo.prefetch = k.prefetch, zo.bucket_mb = k.bucket_mb;
   zo.precision = k.precision;
   ZeroEngine engine(model, dp_grid(), zo);
-  std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
+  std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine, dp_grid());
 
   std::vector<float> mref_buf, vref_buf;
   std::vector<std::vector<float>> mref(ref.table.num_units()), vref(ref.table.num_units());
@@ -104,10 +105,8 @@ void run_case(const Case& k) {
       for (int b = 0; b < B; ++b) sample(first + b, T, cfg.vocab, &tok[b * (T + 1)]);
       return tok.data();
     };
-    StepLosses sl = ts->run(k.accum, microbatch, B, T, 1.0f / (float)(n * k.accum));
-    float loss = (float)(sl.ce + sl.aux);
-    dp.all_reduce(&loss, &loss, 1, DType::fp32, ReduceOp::sum).wait();
-    loss /= (float)(n * k.accum);
+    const StepLosses sl = ts->run(k.accum, microbatch, B, T);  // means over the global batch
+    const double loss = sl.ce + sl.aux;
     StepStats st = engine.finish_step(lr, 0.5, ac, s + 1);
     EXPECT_FALSE(st.skipped);
     EXPECT_NEAR(loss, ref_loss, k.tol * ref_loss) << "step " << s;
@@ -118,7 +117,7 @@ void run_case(const Case& k) {
   // rounding ends up 2 lr away; the per-step losses and gradient norms above are the measure.
   if (k.precision != DType::fp32) return;
   std::vector<std::vector<float>> params, m, v;
-  engine.gather_full_state(params, &m, &v);
+  gather_full_state(engine, model, params, &m, &v);
   for (const ParamSpec& p : ref.table.params) {
     double worst = 0, scale = 1e-3;
     for (int64_t i = 0; i < p.numel; ++i) {
@@ -169,7 +168,7 @@ TEST(ZeroMixedPrecision, Fp16OverflowSkipsTheStepAndLowersTheScale) {
     ZeroOptions zo;
     zo.stage = st, zo.precision = DType::fp16;
     ZeroEngine engine(model, dp_grid(), zo);
-    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine, dp_grid());
     AdamWConfig ac;
     const int B = 2, T = cfg.seq_len;
     std::vector<int32_t> tok((size_t)B * (T + 1));
@@ -180,18 +179,18 @@ TEST(ZeroMixedPrecision, Fp16OverflowSkipsTheStepAndLowersTheScale) {
       return engine.finish_step(1e-3, 1.0, ac, 1);
     };
     std::vector<std::vector<float>> p0, p1, p2;
-    engine.gather_full_state(p0, nullptr, nullptr);
+    gather_full_state(engine, model, p0);
     const double scale0 = engine.loss_scale();
     StepStats bad = step(INFINITY);  // every gradient inf / NaN on every rank
     EXPECT_TRUE(bad.skipped);
     EXPECT_EQ(engine.loss_scale(), scale0 / 2);
     EXPECT_EQ(engine.skipped_steps(), 1);
-    engine.gather_full_state(p1, nullptr, nullptr);
+    gather_full_state(engine, model, p1);
     EXPECT_EQ(p0, p1) << "stage " << st << ": a skipped step changed the parameters";
-    StepStats good = step(1.0f / dp.size());
+    StepStats good = step(1.0f);
     EXPECT_FALSE(good.skipped);
     EXPECT_EQ(good.loss_scale, scale0 / 2);
-    engine.gather_full_state(p2, nullptr, nullptr);
+    gather_full_state(engine, model, p2);
     EXPECT_NE(p1, p2);
   }
 }
@@ -212,13 +211,13 @@ TEST(ZeroAccounting, BytesPerStep) {
     ZeroOptions zo;
     zo.stage = st;
     ZeroEngine engine(model, dp_grid(), zo);
-    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine, dp_grid());
     const int B = 2, T = cfg.seq_len;
     std::vector<int32_t> tok((size_t)B * (T + 1));
     for (int b = 0; b < B; ++b) sample(dp.rank() * B + b, T, cfg.vocab, &tok[b * (T + 1)]);
     CommStats before = comm_stats();
     ts->run(
-        1, [&](int) { return tok.data(); }, B, T, 1.0f / (float)n);
+        1, [&](int) { return tok.data(); }, B, T);
     engine.finish_step(1e-3, 1.0, AdamWConfig{}, 1);
     CommStats d = comm_stats() - before;
     const double sent =

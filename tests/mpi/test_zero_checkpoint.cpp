@@ -13,6 +13,7 @@
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
 #include "runtime/split.h"
+#include "tests/mpi/engine_state.h"
 
 namespace zt::test {
 namespace {
@@ -43,16 +44,16 @@ void check_pieces(int stage, DType precision, double bucket_mb, bool offload) {
     zo.optim_in_store = offload;
     zo.params_in_store = offload && stage == 3;
     ZeroEngine engine(model, dp_grid(), zo);
-    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine, dp_grid());
     std::vector<int32_t> tok(2 * (cfg.seq_len + 1));
     for (int s = 0; s < 2; ++s) {  // moments that are not zero
       for (size_t i = 0; i < tok.size(); ++i) tok[i] = (int32_t)((i * 7 + r * 3 + s) % cfg.vocab);
       ts->run(
-          1, [&](int) { return tok.data(); }, 2, cfg.seq_len, 1.0f / (float)n);
+          1, [&](int) { return tok.data(); }, 2, cfg.seq_len);
       engine.finish_step(1e-2, 1.0, AdamWConfig{}, s + 1);
     }
     std::vector<std::vector<float>> full_p, full_m, full_v;
-    engine.gather_full_state(full_p, &full_m, &full_v);
+    gather_full_state(engine, model, full_p, &full_m, &full_v);
     const std::string what = cat("stage ", stage, " ", dtype_name(precision), " bucket ", bucket_mb,
                                  offload ? " offloaded" : "");
     for (int u = 0; u < model.table.num_units(); ++u) {

@@ -14,6 +14,7 @@
 #include "parallel/step/train_step.h"
 #include "parallel/zero/engine.h"
 #include "runtime/error.h"
+#include "tests/mpi/engine_state.h"
 
 namespace zt::test {
 namespace {
@@ -79,17 +80,16 @@ Run train(const Case& k, bool offloaded) {
     mem_reset_peaks();
     const MemStats base = mem_stats();
     ZeroEngine engine(model, dp_grid(), zo);
-    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine);
+    std::unique_ptr<TrainStep> ts = make_data_parallel_step(model, engine, dp_grid());
     AdamWConfig ac;
     ac.weight_decay = 0.1f;
     std::vector<int32_t> tok((size_t)B * (cfg.seq_len + 1));
     for (int s = 0; s < steps; ++s) {
       for (int b = 0; b < B; ++b)
         sample((int64_t)s * B * n + r * B + b, cfg.seq_len, cfg.vocab, &tok[b * (cfg.seq_len + 1)]);
-      StepLosses sl = ts->run(
-          1, [&](int) { return tok.data(); }, B, cfg.seq_len, 1.0f / (float)n);
-      float loss = (float)(sl.ce + sl.aux);
-      dp.all_reduce(&loss, &loss, 1, DType::fp32, ReduceOp::sum).wait();
+      const StepLosses sl = ts->run(
+          1, [&](int) { return tok.data(); }, B, cfg.seq_len);
+      const float loss = (float)(sl.ce + sl.aux);
       StepStats st = engine.finish_step(2e-3, 1.0, ac, s + 1);
       out.losses.push_back(loss);
       out.norms.push_back(st.grad_norm);
@@ -97,7 +97,7 @@ Run train(const Case& k, bool offloaded) {
     out.peaks = mem_stats();
     for (int c = 0; c < (int)MemCategory::count; ++c) out.peaks.peak[c] -= base.current[c];
     if (store) out.stored = store->stored_bytes();
-    engine.gather_full_state(out.p, &out.m, &out.v);
+    gather_full_state(engine, model, out.p, &out.m, &out.v);
   }
   store.reset();
   fs::remove_all(dir);

@@ -1,5 +1,5 @@
 // Streaming checkpoints: write_rank_file pulls one unit at a time from a source that reuses one
-// set of buffers (as the trainer does with ZeroEngine::gather_unit_state), and load_checkpoint
+// set of buffers (as the trainer does with ZeroEngine::checkpoint_pieces), and load_checkpoint
 // hands units to a sink one at a time. The pages hashed from memory must be those of the unit that
 // was current when they were written, so the manifest's checksums verify; every unit comes back
 // exactly, in order, once, from files written by 3 "ranks".

@@ -60,8 +60,8 @@ struct ExportFixture : ::testing::Test {
     st.step = 7;
     st.tokens = 7 * 64;
     st.train = nlohmann::json::object();
-    save_checkpoint((dir / "ckpt").string(), cfg, model.table, params, m, v, st,
-                    nlohmann::json::object(), 0);
+    save_checkpoint(*make_local_communicator("world"), (dir / "ckpt").string(), cfg, model.table,
+                    unit_source(params, m, v), st, nlohmann::json::object(), 0);
   }
   void TearDown() override { fs::remove_all(dir); }
 

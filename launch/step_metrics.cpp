@@ -1,0 +1,106 @@
+// step_metrics.cpp: the metrics line of a step and its progress figures (step_metrics.h).
+#include "launch/step_metrics.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "parallel/comm/gather.h"
+#include "runtime/alloc.h"
+
+namespace zt {
+namespace {
+
+// Where each memory category lives: "device" is the memory compute runs in (host memory on
+// --device cpu), "host" offloaded to CPU memory, "nvme" offloaded to --nvme-dir.
+nlohmann::json mem_locations(const TrainOptions& o) {
+  auto loc = [](const std::string& off) {
+    return off == "none" ? "device" : off == "cpu" ? "host" : "nvme";
+  };
+  return {{"params", loc(o.offload_params)},
+          {"grads", "device"},
+          {"optim", loc(o.offload_optimizer)},
+          {"activations", "device"},
+          {"buffers", "device"}};
+}
+
+// mem: bytes per category on the largest rank, from the tracked allocator (what is resident;
+// activations and buffers at their peak), where each category lives, and the bytes on NVMe.
+nlohmann::json mem_json(TrainRun& run) {
+  const MemStats s = mem_stats();
+  auto cur = [&](MemCategory k) { return s.current[(int)k]; };
+  auto peak = [&](MemCategory k) { return s.peak[(int)k]; };
+  const int64_t nvme = run.store ? run.store->stored_bytes() : 0;
+  const std::vector<int64_t> v = max_exact(
+      *run.world, {cur(MemCategory::params), cur(MemCategory::grads), cur(MemCategory::optim),
+                   peak(MemCategory::activations), peak(MemCategory::buffers), s.total_peak, nvme});
+  nlohmann::json j = {{"params", v[0]},
+                      {"grads", v[1]},
+                      {"optim", v[2]},
+                      {"activations", v[3]},
+                      {"buffers", v[4]},
+                      {"peak", v[5]},
+                      {"location", mem_locations(run.o)}};
+  if (run.store) j["nvme"] = v[6];
+  return j;
+}
+
+nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
+  auto b = [&](CommKind k) { return d.bytes[(int)k]; };
+  return {{"allgather_bytes", b(CommKind::allgather)},
+          {"reduce_scatter_bytes", b(CommKind::reduce_scatter)},
+          {"allreduce_bytes", b(CommKind::allreduce)},
+          {"p2p_bytes", b(CommKind::p2p)},
+          {"alltoall_bytes", b(CommKind::alltoall)},
+          {"exposed_ms", exposed_ms}};
+}
+
+double step_tokens(const TrainRun& run) {
+  return (double)run.samples_per_step * run.o.model.seq_len;
+}
+
+}  // namespace
+
+nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
+  const double tokens = step_tokens(run), per_s = 1000.0 / r.step_ms;
+  nlohmann::json j = {{"step", r.step},
+                      {"loss", r.ce + r.aux},
+                      {"aux_loss", r.aux},
+                      {"lr", r.lr},
+                      {"grad_norm", r.stats.grad_norm},
+                      {"tokens", r.tokens},
+                      {"step_ms", r.step_ms},
+                      {"tokens_per_s", tokens * per_s},
+                      {"flops_per_s", tokens * run.counts.flops_per_token * per_s},
+                      {"dropped", r.dropped},
+                      {"mem", mem_json(run)},
+                      {"comm", comm_json(r.comm, r.stats.exposed_ms)},
+                      {"layout", run.layout}};
+  if (run.store)
+    j["offload"] = {{"read_bytes", r.io.read_bytes},
+                    {"write_bytes", r.io.write_bytes},
+                    {"io_busy_ms", r.io.busy_ms},
+                    {"io_wait_ms", r.stats.io_wait_ms},
+                    {"optimizer_ms", r.optimizer_ms}};
+  if (std::isfinite(r.val_loss)) j["val_loss"] = r.val_loss;
+  if (run.o.precision == "fp16") {
+    j["loss_scale"] = r.stats.loss_scale;
+    j["skipped_steps"] = run.engine->skipped_steps();
+  }
+  return j;
+}
+
+std::string progress_figures(const TrainRun& run, const StepRecord& r) {
+  const double tokens = step_tokens(run);
+  char line[256];
+  std::snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s %.1f GFLOP/s",
+                r.ce + r.aux, r.lr, r.stats.grad_norm, tokens / (r.step_ms / 1000),
+                tokens * run.counts.flops_per_token / r.step_ms / 1e6);
+  std::string s = line;
+  if (std::isfinite(r.val_loss)) {
+    std::snprintf(line, sizeof line, " val %.4f", r.val_loss);
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace zt

@@ -1,0 +1,31 @@
+// step_metrics.h: what one training step reports: its metrics line (SPEC section 4, JSON Lines
+// on rank 0) and its figures on the progress line.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "launch/train_setup.h"
+#include "parallel/comm/comm.h"
+
+namespace zt {
+
+// One step's figures, as the loop measured them on this rank.
+struct StepRecord {
+  int64_t step = 0;    // completed steps after it
+  int64_t tokens = 0;  // tokens trained on so far
+  double ce = 0, aux = 0, lr = 0;
+  int64_t dropped = 0;
+  StepStats stats;  // the engine's: gradient norm, exposed ms, fp16 loss scale
+  double step_ms = 0, optimizer_ms = 0;
+  CommStats comm;         // bytes this rank sent in the step
+  StoreCounters io;       // this rank's traffic with its shard file in the step (NVMe offload)
+  double val_loss = NAN;  // when the step ran an evaluation
+};
+
+// The metrics object of the step. Collective over the world (mem is the largest rank's).
+nlohmann::json step_metrics(TrainRun& run, const StepRecord& r);
+// "loss 2.913 lr 2.1e-03 gnorm 0.812 1234 tok/s 5.6 GFLOP/s [val 2.95]".
+std::string progress_figures(const TrainRun& run, const StepRecord& r);
+
+}  // namespace zt

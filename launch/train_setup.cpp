@@ -1,0 +1,145 @@
+// train_setup.cpp: building a training run from its flags, and its resume, evaluation and
+// checkpoint (train_setup.h).
+#include "launch/train_setup.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "model/evaluate.h"
+#include "runtime/error.h"
+#include "runtime/trace.h"
+
+namespace zt {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct DataPaths {
+  std::string train, val;
+};
+
+DataPaths resolve_data(const TrainOptions& o) {
+  DataPaths p;
+  if (fs::is_directory(o.data)) {
+    p.train = (fs::path(o.data) / "train.bin").string();
+    if (o.val_data.empty() && fs::exists(fs::path(o.data) / "val.bin"))
+      p.val = (fs::path(o.data) / "val.bin").string();
+  } else {
+    p.train = o.data;
+  }
+  if (!o.val_data.empty()) p.val = o.val_data;
+  if (!fs::exists(p.train)) fail("--data: no token file at '", p.train, "'");
+  return p;
+}
+
+ZeroOptions zero_options(const TrainOptions& o, ShardStore* store) {
+  ZeroOptions zo;
+  zo.stage = o.zero_stage;
+  zo.precision = dtype_from_name(o.precision);
+  zo.overlap = o.overlap == "on";
+  zo.bucket_mb = o.bucket_mb;
+  zo.prefetch = o.prefetch_layers;
+  zo.store = store;
+  zo.optim_in_store = o.offload_optimizer == "nvme";
+  zo.params_in_store = o.offload_params == "nvme";
+  zo.store_buffer_bytes = (int64_t)(o.nvme_buffer_mb * (1 << 20));
+  return zo;
+}
+
+}  // namespace
+
+std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx) {
+  const ModelConfig& mc = o.model;
+  auto run = std::make_unique<TrainRun>(o, ctx);
+  TrainRun& r = *run;
+  r.world = make_world_communicator();
+  r.grid = std::make_unique<ProcessGrid>(*r.world, o.tp, o.pp, o.ep);
+
+  const DataPaths paths = resolve_data(o);
+  r.train = read_token_file(paths.train, mc.vocab);
+  r.sampler =
+      std::make_unique<Sampler>((int64_t)r.train.tokens.size(), mc.seq_len, o.seed, paths.train);
+  if (!paths.val.empty()) r.val = read_token_file(paths.val, mc.vocab);
+  if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
+
+  r.model = std::make_unique<Model>(mc, o.seed);
+  if (o.offload_optimizer == "nvme" || o.offload_params == "nvme")
+    r.store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
+  const ZeroOptions zo = zero_options(o, r.store.get());
+  r.engine = std::make_unique<ZeroEngine>(*r.model, *r.grid, zo);
+  r.step = make_data_parallel_step(*r.model, *r.engine, *r.grid);
+
+  const GridLayout& g = r.grid->layout();
+  r.layout = {{"world", g.world}, {"dp", g.dp}, {"tp", g.tp},
+              {"pp", g.pp},       {"ep", g.ep}, {"zero_stage", o.zero_stage}};
+  r.samples_per_step = (int64_t)o.micro_batch * o.grad_accum * g.dp;
+  r.counts = count_params(r.model->table, mc);
+  r.state.train = {{"seed", o.seed},
+                   {"micro_batch", o.micro_batch},
+                   {"grad_accum", o.grad_accum},
+                   {"samples_per_step", r.samples_per_step},
+                   {"steps", o.steps},
+                   {"lr", o.lr},
+                   {"min_lr", o.min_lr},
+                   {"warmup_steps", o.warmup_steps},
+                   {"data", paths.train}};
+  if (r.rank0()) {
+    std::printf(
+        "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
+        "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d, %s\n",
+        (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.tokens.size(),
+        (long long)r.samples_per_step, mc.seq_len, ctx.world(), o.zero_stage, o.precision.c_str());
+    if (r.store)
+      std::printf("zerotrain train: offloading%s%s to %s (%g MB resident at most)\n",
+                  zo.optim_in_store ? " optimizer state" : "",
+                  zo.params_in_store ? (zo.optim_in_store ? " and parameters" : " parameters") : "",
+                  r.store->where().c_str(), o.nvme_buffer_mb);
+    std::fflush(stdout);
+  }
+  return run;
+}
+
+void resume_training(TrainRun& r) {
+  const TrainOptions& o = r.o;
+  std::string from;
+  if (o.resume == "auto" && !o.ckpt_dir.empty())
+    from = find_latest_checkpoint(o.ckpt_dir, /*report=*/r.rank0());
+  if (o.resume != "auto" && o.resume != "none") from = resolve_checkpoint(o.resume);
+  if (from.empty()) return;
+  // Unit by unit: one unit's full state in memory at a time. auto: verified while it was chosen.
+  load_checkpoint(
+      from, o.model, r.model->table,
+      [&](int u, const std::vector<float>& p, const std::vector<float>* m,
+          const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
+      true, &r.state, /*verify=*/o.resume != "auto");
+  if (r.rank0())
+    std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
+                (long long)r.state.step);
+  std::fflush(stdout);
+}
+
+double validation_loss(TrainRun& r) {
+  if (r.val.tokens.empty()) return NAN;
+  EvalResult e = evaluate([&](const int32_t* t, int b, int n) { return r.step->evaluate(t, b, n); },
+                          r.val.tokens, r.o.model.seq_len, r.o.eval_tokens, r.o.micro_batch);
+  r.step->end_evaluation();
+  return e.ce;
+}
+
+void checkpoint_training(TrainRun& r) {
+  // Unit by unit: the ranks exchange just the pieces each one writes (all_to_all), so a rank holds
+  // and receives about 1/world of one unit at a time. The pieces are split over the dp group,
+  // which is every rank until tp and pp exist.
+  ZT_CHECK(r.world->size() == r.dp(), "checkpoint pieces are split over dp = world");
+  std::vector<float> up, um, uv;
+  save_checkpoint(
+      *r.world, r.o.ckpt_dir, r.o.model, r.model->table,
+      [&](int u) {
+        r.engine->checkpoint_pieces(u, up, um, uv);
+        return UnitState{up.data(), um.data(), uv.data(), true};
+      },
+      r.state, r.layout, r.o.keep_last);
+}
+
+}  // namespace zt

@@ -1,0 +1,56 @@
+// train_setup.h: what a training run holds, built from the flags before its first step
+// (train_setup.cpp): the communicators, the data, the model, the offload store, the ZeRO engine
+// and the train step, the state a resume restored; and the run's collective chores: resume,
+// evaluation, checkpoint. trainer.cpp is the loop over them.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "launch/train_options.h"
+#include "model/data/sampler.h"
+#include "model/data/token_file.h"
+#include "model/model.h"
+#include "offload/checkpoint.h"
+#include "offload/shard_store.h"
+#include "parallel/grid.h"
+#include "parallel/step/train_step.h"
+#include "parallel/zero/engine.h"
+#include "runtime/process.h"
+
+namespace zt {
+
+struct TrainRun {
+  TrainRun(const TrainOptions& opt, const ProcessContext& context) : o(opt), ctx(context) {}
+  const TrainOptions& o;
+  const ProcessContext& ctx;
+  // Declared in the order they are built; destroyed in reverse (the engine before its store).
+  std::unique_ptr<Communicator> world;
+  std::unique_ptr<ProcessGrid> grid;
+  TokenFile train, val;  // val empty without validation data
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<ShardStore> store;  // NVMe offload only
+  std::unique_ptr<ZeroEngine> engine;
+  std::unique_ptr<TrainStep> step;
+  TrainState state;              // completed steps and tokens; restored by resume_training
+  nlohmann::json layout;         // SPEC section 4 "layout"
+  int64_t samples_per_step = 0;  // the global batch: micro-batch x grad-accum x dp
+  ParamCounts counts;
+
+  bool rank0() const { return ctx.rank() == 0; }
+  int dp() { return grid->dp().size(); }
+  int dp_rank() { return grid->dp().rank(); }
+};
+
+// Builds everything (collective: every rank calls it); prints the run's summary on rank 0.
+std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx);
+// --resume auto|PATH: loads the checkpoint into the engine and the state (collective).
+void resume_training(TrainRun& run);
+// The validation loss on the validation file's first windows (NaN without validation data).
+double validation_loss(TrainRun& run);
+// Writes a checkpoint of the current state to --ckpt-dir (collective).
+void checkpoint_training(TrainRun& run);
+
+}  // namespace zt
