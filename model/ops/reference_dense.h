@@ -55,7 +55,22 @@ void rmsnorm_backward(T* dx, T* dg, const T* dout, const T* x, const T* g, const
   }
 }
 
-// ---- matmul: out[n, o] (= or +=) x[n, i] W[i, o]
+// ---- matmul: c[m, n] (= or +=) op(a) op(b); a [m, k] ([k, m] transposed), b [k, n] ([n, k])
+template <typename T>
+void matmul(T* c, const T* a, const T* b, int m, int n, int k, bool trans_a, bool trans_b,
+            bool accumulate = false) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      T s = 0;
+      for (int p = 0; p < k; ++p)
+        s += (trans_a ? a[(int64_t)p * m + i] : a[(int64_t)i * k + p]) *
+             (trans_b ? b[(int64_t)j * k + p] : b[(int64_t)p * n + j]);
+      T& y = c[(int64_t)i * n + j];
+      y = accumulate ? y + s : s;
+    }
+}
+
+// ---- linear: out[n, o] (= or +=) x[n, i] W[i, o]
 template <typename T>
 void linear_forward(T* out, const T* x, const T* w, int n, int in, int out_dim,
                     bool accumulate = false) {
@@ -67,7 +82,7 @@ void linear_forward(T* out, const T* x, const T* w, int n, int in, int out_dim,
       y = accumulate ? y + s : s;
     }
 }
-// dx[n, i] += dout W^T ; dw[i, o] += x^T dout
+// dx[n, i] += dout W^T ; dw[i, o] += x^T dout (ops.h's two halves, together)
 template <typename T>
 void linear_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, int n, int in,
                      int out_dim) {

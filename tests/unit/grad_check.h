@@ -1,11 +1,7 @@
-// grad_check.h: the one harness every op test uses.
-//  - random_vec: deterministic test inputs.
-//  - numeric_grad: central finite differences of a scalar function in double precision.
-//  - max_norm_err: error normalised by the reference's scale, max |a - b| / max(1e-30, max |b|),
-//    the measure ggml's test-backend-ops and nccl-tests' checks use.
-// Pattern for an op: the double-precision reference's backward must match numeric_grad of
-// L(x) = sum(forward(x) * w) with random w; the optimised fp32 op must match the reference's
-// forward and backward on the same inputs, odd sizes included.
+// grad_check.h: the numerical helpers of the tests: deterministic random inputs, central finite
+// differences in double, and the normalised error max |a - b| / max |b| (the measure of ggml's
+// test-backend-ops and nccl-tests). The op table's harness (op_harness.h) is built on them; the
+// whole-model and layer tests use them directly.
 #pragma once
 #include <algorithm>
 #include <cmath>
