@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <functional>
 
 #include "parallel/comm/backend.h"
 #include "parallel/comm/mpi_plan_op.h"
@@ -27,10 +28,11 @@ namespace {
 
 std::string human_count(size_t count, DType dt) { return cat(count, " ", dtype_name(dt)); }
 
-class BarrierOp : public MpiOp {
+// An operation of the MPI library itself: one non-blocking call, then MPI_Test until it is done.
+class LibraryOp : public MpiOp {
  public:
-  explicit BarrierOp(MPI_Comm comm) : comm_(comm) {}
-  void start(ProgressThread&) override { ZT_MPI(MPI_Ibarrier(comm_, &req_), work->what()); }
+  explicit LibraryOp(std::function<int(MPI_Request*)> call) : call_(std::move(call)) {}
+  void start(ProgressThread&) override { ZT_MPI(call_(&req_), work->what()); }
   bool advance(ProgressThread&, bool& progressed) override {
     int flag = 0;
     ZT_MPI(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), work->what());
@@ -39,41 +41,7 @@ class BarrierOp : public MpiOp {
   }
 
  private:
-  MPI_Comm comm_;
-  MPI_Request req_ = MPI_REQUEST_NULL;
-};
-
-// The MPI library's own non-blocking all-gather (ZT_COMM_ALLGATHER=mpi), progressed by the thread.
-class BuiltinAllGatherOp : public MpiOp {
- public:
-  BuiltinAllGatherOp(MPI_Comm comm, const void* send, void* recv, std::vector<int> counts,
-                     std::vector<int> displs, int me)
-      : comm_(comm),
-        send_(send),
-        recv_(recv),
-        counts_(std::move(counts)),
-        displs_(std::move(displs)),
-        me_(me) {}
-  void start(ProgressThread&) override {
-    // MPI_IN_PLACE when the block is already in place, as the ring allows.
-    const void* src = send_ == static_cast<char*>(recv_) + displs_[me_] ? MPI_IN_PLACE : send_;
-    ZT_MPI(MPI_Iallgatherv(src, counts_[me_], MPI_BYTE, recv_, counts_.data(), displs_.data(),
-                           MPI_BYTE, comm_, &req_),
-           work->what());
-  }
-  bool advance(ProgressThread&, bool& progressed) override {
-    int flag = 0;
-    ZT_MPI(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), work->what());
-    progressed |= flag != 0;
-    return flag != 0;
-  }
-
- private:
-  MPI_Comm comm_;
-  const void* send_;
-  void* recv_;
-  std::vector<int> counts_, displs_;
-  int me_;
+  std::function<int(MPI_Request*)> call_;
   MPI_Request req_ = MPI_REQUEST_NULL;
 };
 
@@ -138,7 +106,13 @@ class MpiCommunicator : public Communicator {
       std::vector<int> c(size()), d(size());
       for (int i = 0, off = 0; i < size(); ++i)
         c[i] = (int)(counts[i] * es), d[i] = off, off += c[i];
-      auto op = std::make_unique<BuiltinAllGatherOp>(coll_, send, recv, c, d, r);
+      // The MPI library's own non-blocking all-gather (ZT_COMM_ALLGATHER=mpi), MPI_IN_PLACE when
+      // the block is already in place, as the ring allows.
+      const void* src = send == static_cast<char*>(recv) + d[r] ? MPI_IN_PLACE : send;
+      MPI_Comm comm = coll_;
+      auto op = std::make_unique<LibraryOp>([=](MPI_Request* req) {
+        return MPI_Iallgatherv(src, c[r], MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE, comm, req);
+      });
       op->work =
           std::make_shared<MpiWork>(describe("all_gather", sum_counts(counts), dt), peers_ring());
       count_bytes(CommKind::allgather,
@@ -188,7 +162,9 @@ class MpiCommunicator : public Communicator {
   }
 
   Work barrier() override {
-    auto op = std::make_unique<BarrierOp>(coll_);
+    MPI_Comm comm = coll_;
+    auto op =
+        std::make_unique<LibraryOp>([comm](MPI_Request* req) { return MPI_Ibarrier(comm, req); });
     op->work = std::make_shared<MpiWork>(describe("barrier", 0, DType::int8),
                                          "all ranks of the communicator");
     Work w = make_work(op->work);

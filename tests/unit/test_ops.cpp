@@ -5,11 +5,10 @@
 // causality, capacity dropping) are in test_ops_dense.cpp and test_ops_moe.cpp.
 #include <gtest/gtest.h>
 
-#include <numeric>
-
 #include "model/ops/ops.h"
 #include "model/ops/reference_dense.h"
 #include "model/ops/reference_moe.h"
+#include "tests/unit/moe_inputs.h"
 #include "tests/unit/op_harness.h"
 
 namespace zt::test {
@@ -223,28 +222,8 @@ OpCase cross_entropy_case(int n, int V, double spread, double offset, double sca
 
 // ---- MoE ops
 
-// Logits whose per-token ranking is a rotation of the experts with gaps of 0.6 (noise 0.05):
-// top-k never changes under a finite-difference step, and fp32 and double agree on it.
-std::vector<double> separated_logits(int n, int E, uint64_t seed) {
-  int a = 1;
-  for (int c = 2; c < E; ++c)
-    if (std::gcd(c, E) == 1) {
-      a = c;
-      break;
-    }
-  std::vector<double> noise = random_vec((size_t)n * E, seed, 0.05);
-  std::vector<double> l((size_t)n * E);
-  for (int i = 0; i < n; ++i)
-    for (int e = 0; e < E; ++e) l[i * E + e] = 0.6 * ((e * a + i) % E) + noise[i * E + e];
-  return l;
-}
-
-std::vector<int32_t> route(int n, int E, int K, uint64_t seed) {
-  std::vector<double> logits = separated_logits(n, E, seed), probs((size_t)n * E),
-                      gates((size_t)n * K);
-  std::vector<int32_t> idx((size_t)n * K);
-  ref::router_forward(probs.data(), idx.data(), gates.data(), logits.data(), n, E, K, true);
-  return idx;
+std::vector<int32_t> route_separated(int n, int E, int K, uint64_t seed) {
+  return route(separated_logits(n, E, seed), n, E, K);
 }
 
 OpCase router_case(int n, int E, int K, bool renorm, bool with_dprobs) {
@@ -285,7 +264,7 @@ OpCase aux_loss_case(int n, int E, int K) {
                 {"loss", 1, Role::out, "dloss"},
                 {"dloss", 1, Role::dout, "", 1, 1.7, true},
                 {"dprobs", (int64_t)n * E, Role::grad}};
-  c.ints["idx"] = route(n, E, K, 21);
+  c.ints["idx"] = route_separated(n, E, K, 21);
   c.forward = [=](F& o) {
     o("loss")[0] = moe_aux_loss_forward(o("probs"), o.i("idx"), n, E, K, 0.01f);
   };
@@ -303,7 +282,7 @@ OpCase aux_loss_case(int n, int E, int K) {
 }
 
 MoePlan plan_of(int n, int E, int K, int capacity, uint64_t seed) {
-  std::vector<int32_t> idx = route(n, E, K, seed);
+  std::vector<int32_t> idx = route_separated(n, E, K, seed);
   MoePlan plan;
   ref::moe_plan(plan, idx.data(), n, E, K, capacity);
   return plan;
