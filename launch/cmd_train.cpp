@@ -17,7 +17,7 @@ int cmd_train(int argc, char** argv) {
     if (info.world > 1) fail_on_rank0(info, e.what());
     throw;
   }
-  validate_layout(info, o.tp, o.pp, o.ep, o.model.heads, o.model.experts);
+  validate_layout(info, o.tp, o.pp, o.ep, o.model.experts);
   ProcessContext ctx(info, DeviceKind::cpu);
   return run_training(o, ctx);
 }

@@ -1,6 +1,7 @@
 // train_options.cpp: flag table, defaults and validation for `zerotrain train`.
 #include "launch/train_options.h"
 
+#include "model/params.h"
 #include "runtime/error.h"
 
 namespace zt {
@@ -67,10 +68,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("precision", po::value(&o.precision)->default_value(o.precision), "fp32|bf16|fp16");
   par.add_options()  //
       ("zero-stage", po::value(&o.zero_stage)->default_value(o.zero_stage),
-       "ZeRO stage 0|1|2|3")                                                   //
-      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")    //
-      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")  //
-      ("ep", po::value(&o.ep)->default_value(o.ep), "expert-parallel size")    //
+       "ZeRO stage 0|1|2|3")                                                 //
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")  //
+      ("sequence-parallel", po::value(&o.sequence_parallel)->default_value(o.sequence_parallel),
+       "with --tp: norms and residual stream split over the sequence: on|off")  //
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")   //
+      ("ep", po::value(&o.ep)->default_value(o.ep), "expert-parallel size")     //
       ("overlap", po::value(&o.overlap)->default_value(o.overlap),
        "overlap communication: on|off")  //
       ("bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
@@ -137,13 +140,20 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_min(vm, "eval-every", 0);
   require_min(vm, "eval-tokens", 1);
   if (o.min_lr > o.lr) fail("--min-lr ", o.min_lr, " is above --lr ", o.lr);
-  // How tp, pp and ep fit the world and the model is checked once, by validate_layout
-  // (parallel/grid.h), before MPI starts.
+  // Whether tp fits the model's sizes here; how tp, pp and ep fit the world once, by
+  // validate_layout (parallel/grid.h), before MPI starts.
+  if (const std::string e = tensor_slice_error(o.model, o.tp); !e.empty()) fail(e);
+  require_choice(vm, "sequence-parallel", {"on", "off"});
+  if (o.sequence_parallel == "on" && o.tp == 1)
+    fail("--sequence-parallel on needs --tp > 1 (it splits the sequence over the tp ranks)");
+  if (o.sequence_parallel == "on" && ((int64_t)o.micro_batch * o.model.seq_len) % o.tp != 0)
+    fail("--sequence-parallel on needs --micro-batch x --seq-len (",
+         (int64_t)o.micro_batch * o.model.seq_len, " tokens) divisible by --tp ", o.tp);
 
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
-  if (o.tp > 1) not_yet("--tp > 1 (tensor parallelism)");
+  if (o.sequence_parallel == "on") not_yet("--sequence-parallel on");
   if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");

@@ -20,6 +20,7 @@ struct TrainOptions {
   uint64_t seed = 1337;
   std::string precision = "fp32";
   int zero_stage = 0, tp = 1, pp = 1, ep = 1;
+  std::string sequence_parallel = "off";
   std::string overlap = "on";
   double bucket_mb = 25;
   int prefetch_layers = 1;

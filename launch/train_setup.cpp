@@ -63,7 +63,12 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (!paths.val.empty()) r.val = read_token_file(paths.val, mc.vocab);
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
-  r.model = std::make_unique<Model>(mc, o.seed);
+  const TensorSlice slice{o.tp, r.grid->coord().tp};
+  r.model = std::make_unique<Model>(mc, o.seed, /*with_grads=*/true, slice);
+  if (o.tp > 1) {
+    r.tp = std::make_unique<TensorParallel>(r.grid->tp());
+    r.model->tp = r.tp.get();
+  }
   if (o.offload_optimizer == "nvme" || o.offload_params == "nvme")
     r.store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
   const ZeroOptions zo = zero_options(o, r.store.get());
@@ -109,7 +114,7 @@ void resume_training(TrainRun& r) {
   if (from.empty()) return;
   // Unit by unit: one unit's full state in memory at a time. auto: verified while it was chosen.
   load_checkpoint(
-      from, o.model, r.model->table,
+      from, o.model, build_param_table(o.model),  // the whole tensors; each rank takes its slice
       [&](int u, const std::vector<float>& p, const std::vector<float>* m,
           const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
       true, &r.state, /*verify=*/o.resume != "auto");
@@ -128,18 +133,17 @@ double validation_loss(TrainRun& r) {
 }
 
 void checkpoint_training(TrainRun& r) {
-  // Unit by unit: the ranks exchange just the pieces each one writes (all_to_all), so a rank holds
-  // and receives about 1/world of one unit at a time. The pieces are split over the dp group,
-  // which is every rank until tp and pp exist.
-  ZT_CHECK(r.world->size() == r.dp(), "checkpoint pieces are split over dp = world");
+  // Unit by unit: the ranks of each unit's group exchange just the pieces each one writes
+  // (all_to_all), so a rank holds and receives about 1/dp of its slice of one unit at a time. One
+  // rank of each tensor-parallel group writes the parameters tp does not split.
   std::vector<float> up, um, uv;
   save_checkpoint(
       *r.world, r.o.ckpt_dir, r.o.model, r.model->table,
       [&](int u) {
-        r.engine->checkpoint_pieces(u, up, um, uv);
-        return UnitState{up.data(), um.data(), uv.data(), true};
+        const PieceSplit s = r.engine->checkpoint_pieces(u, up, um, uv);
+        return UnitState{up.data(), um.data(), uv.data(), true, s.parts, s.index};
       },
-      r.state, r.layout, r.o.keep_last);
+      r.state, r.layout, r.o.keep_last, /*replicated=*/r.grid->tp().rank() == 0);
 }
 
 }  // namespace zt

@@ -16,6 +16,7 @@
 #include "offload/shard_store.h"
 #include "parallel/grid.h"
 #include "parallel/step/train_step.h"
+#include "parallel/tensor/tensor_parallel.h"
 #include "parallel/zero/engine.h"
 #include "runtime/process.h"
 
@@ -30,6 +31,7 @@ struct TrainRun {
   std::unique_ptr<ProcessGrid> grid;
   TokenFile train, val;  // val empty without validation data
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<TensorParallel> tp;  // the model's tensor-parallel hook (tp > 1)
   std::unique_ptr<Model> model;
   std::unique_ptr<ShardStore> store;  // NVMe offload only
   std::unique_ptr<ZeroEngine> engine;

@@ -12,7 +12,7 @@ void Acts::shape(int b, int t, int layers) {
   resid.resize(layers + 1);
   blocks.clear();
   blocks.resize(layers);
-  for (Buffer<float>* x : {&xn, &rstd, &logits, &losses, &dres})
+  for (Buffer<float>* x : {&xn, &rstd, &logits, &losses, &lse, &dres})
     x->reset(0, MemCategory::activations);
   head_wgrad.clear();
 }

@@ -52,6 +52,7 @@ struct Acts {
   std::vector<Buffer<float>> resid;        // [layers + 1]: 0 the embedding output, l + 1 block l's
   std::vector<BlockActs> blocks;           // [layers]
   Buffer<float> xn, rstd, logits, losses;  // head: final norm [N, d], [N]; [N, V]; [N]
+  Buffer<float> lse;                       // head under tp: each row's log-sum-exp [N]
   Buffer<float> dres;                      // gradient of the residual stream, flowing down
   std::vector<WeightGradJob> head_wgrad;   // the head's deferred weight-gradient product
   KVCache* kv = nullptr;                   // decoding: attention reads and extends this cache

@@ -36,10 +36,12 @@ struct FfnSaved {
   const float *a, *b, *s;  // [n, hid] from forward
 };
 
-// dx += d/dx of the FFN given dout; the weight gradients through weight_grad. Scratch [n, hid]
-// comes from s.dha / dhb / dhs.
+// dx += d/dx of the FFN given dout; the weight gradients through weight_grad, w1's and w3's
+// unless `w13_later` (the caller runs ffn_backward_w13 while a sum of dx is in flight). Scratch
+// [n, hid] comes from s.dha / dhb / dhs.
 void ffn_backward(float* dx, const float* dout, const float* x, int n, int d, int hid,
-                  const FfnSaved& f, GradScratch& s, std::vector<WeightGradJob>& jobs, bool defer) {
+                  const FfnSaved& f, GradScratch& s, std::vector<WeightGradJob>& jobs, bool defer,
+                  bool w13_later = false) {
   const int64_t nh = (int64_t)n * hid;
   float* da = room(s.dha, nh);
   float* db = room(s.dhb, nh);
@@ -51,30 +53,38 @@ void ffn_backward(float* dx, const float* dout, const float* x, int n, int d, in
   zero(db, nh);
   swiglu_backward(da, db, ds, f.a, f.b, nh);
   linear_backward_input(dx, da, f.w1, n, d, hid);
-  weight_grad(jobs, defer, f.dw1, x, da, n, d, hid);
+  if (!w13_later) weight_grad(jobs, defer, f.dw1, x, da, n, d, hid);
   linear_backward_input(dx, db, f.w3, n, d, hid);
-  weight_grad(jobs, defer, f.dw3, x, db, n, d, hid);
+  if (!w13_later) weight_grad(jobs, defer, f.dw3, x, db, n, d, hid);
+}
+
+// The w1 / w3 weight gradients of the ffn_backward just run with w13_later.
+void ffn_backward_w13(const float* x, int n, int d, int hid, const FfnSaved& f, GradScratch& s,
+                      std::vector<WeightGradJob>& jobs, bool defer) {
+  weight_grad(jobs, defer, f.dw1, x, s.dha.data(), n, d, hid);
+  weight_grad(jobs, defer, f.dw3, x, s.dhb.data(), n, d, hid);
 }
 
 // h = x + att Wo (the attention's output projection, row-parallel under tp).
 void attention_forward_half(Model& m, int l, Acts& a) {
   const ModelConfig& c = m.cfg;
-  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, H = c.heads, dh = c.head_dim();
-  const int64_t Nd = (int64_t)N * d;
+  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, dh = c.head_dim();
+  const int H = m.dims.heads, dq = m.dims.qkv;  // this rank's heads
+  const int64_t Nd = (int64_t)N * d, Nq = (int64_t)N * dq;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
   const float* x = a.resid[l].data();
   float* xa = room(ba.xa, Nd);
-  float *q = room(ba.q, Nd), *k = room(ba.k, Nd), *v = room(ba.v, Nd);
+  float *q = room(ba.q, Nq), *k = room(ba.k, Nq), *v = room(ba.v, Nq);
   rmsnorm_forward(xa, room(ba.rstd_a, N), x, m.param(bp.attn_norm), N, d, c.norm_eps);
-  linear_forward(q, xa, m.param(bp.wq), N, d, d);
-  linear_forward(k, xa, m.param(bp.wk), N, d, d);
-  linear_forward(v, xa, m.param(bp.wv), N, d, d);
+  linear_forward(q, xa, m.param(bp.wq), N, d, dq);
+  linear_forward(k, xa, m.param(bp.wk), N, d, dq);
+  linear_forward(v, xa, m.param(bp.wv), N, d, dq);
   const int pos0 = a.kv ? a.kv->len : 0;
   rope_forward(q, q, B, T, H, dh, (float)c.rope_base, pos0);
   rope_forward(k, k, B, T, H, dh, (float)c.rope_base, pos0);
-  float* att = room(ba.att, Nd);
-  if (a.kv) {  // decoding one position: extend the cache, attend over all of it
+  float* att = room(ba.att, Nq);
+  if (a.kv) {  // decoding one position (one rank): extend the cache, attend over all of it
     KVCache& kv = *a.kv;
     std::memcpy(kv.k[l].data() + (int64_t)pos0 * d, k, sizeof(float) * d);
     std::memcpy(kv.v[l].data() + (int64_t)pos0 * d, v, sizeof(float) * d);
@@ -86,10 +96,10 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   float* h = room(ba.h, Nd);
   if (!m.tp) {
     copy(h, x, Nd);
-    linear_forward(h, att, m.param(bp.wo), N, d, d, /*accumulate=*/true);
+    linear_forward(h, att, m.param(bp.wo), N, dq, d, /*accumulate=*/true);
   } else {
-    linear_forward(h, att, m.param(bp.wo), N, d, d);
-    m.tp->sum_partial(TpPoint::attn_out, l, h, Nd);
+    linear_forward(h, att, m.param(bp.wo), N, dq, d);
+    m.tp->sum_partial(TpPoint::attn_out, l, h, Nd).wait();
     add(h, x, Nd);
   }
 }
@@ -111,12 +121,12 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
   else
     copy(y, h, Nd);
   if (!c.is_moe(l)) {
-    const int64_t nh = (int64_t)N * c.ffn_dim;
-    ffn_forward(y, xf, N, d, c.ffn_dim, P(bp.ffn.w1), P(bp.ffn.w2), P(bp.ffn.w3), room(ba.fa, nh),
+    const int hid = m.dims.ffn;
+    const int64_t nh = (int64_t)N * hid;
+    ffn_forward(y, xf, N, d, hid, P(bp.ffn.w1), P(bp.ffn.w2), P(bp.ffn.w3), room(ba.fa, nh),
                 room(ba.fb, nh), room(ba.fs, nh));
   } else {
-    const int E = c.experts, K = c.top_k, eh = c.expert_ffn_dim;
-    const int sh = c.shared_experts * eh;
+    const int E = c.experts, K = c.top_k, eh = m.dims.expert_ffn, sh = m.dims.shared;
     float* rlogits = room(ba.rlogits, (int64_t)N * E);
     float* rprobs = room(ba.rprobs, (int64_t)N * E);
     float* gates = room(ba.gates, (int64_t)N * K);
@@ -148,7 +158,7 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
     }
   }
   if (m.tp) {
-    m.tp->sum_partial(TpPoint::ffn_out, l, y, Nd);
+    m.tp->sum_partial(TpPoint::ffn_out, l, y, Nd).wait();
     add(y, h, Nd);
   }
 }
@@ -165,7 +175,8 @@ FfnSaved saved(Model& m, const FfnParams& f, const float* a, const float* b, con
           s};
 }
 
-// dxf = the FFN's input gradient given dres (the gradient at the block output).
+// dxf = the FFN's input gradient given dres (the gradient at the block output). Under tp the
+// partial sum of dxf is in flight while the weight gradients that do not depend on it run.
 void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
   const ModelConfig& c = m.cfg;
   const int N = a.N, d = c.model_dim;
@@ -177,14 +188,16 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
   float* dxf = room(s.dxf, Nd);
   zero(dxf, Nd);
   if (!c.is_moe(l)) {
-    ffn_backward(dxf, dres, xf, N, d, c.ffn_dim,
-                 saved(m, bp.ffn, ba.fa.data(), ba.fb.data(), ba.fs.data()), s, ba.wgrad, defer);
-    if (m.tp) m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd);
+    const FfnSaved f = saved(m, bp.ffn, ba.fa.data(), ba.fb.data(), ba.fs.data());
+    ffn_backward(dxf, dres, xf, N, d, m.dims.ffn, f, s, ba.wgrad, defer, /*w13_later=*/true);
+    TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd) : TpWait{};
+    ffn_backward_w13(xf, N, d, m.dims.ffn, f, s, ba.wgrad, defer);
+    sum.wait();
     return;
   }
-  const int E = c.experts, K = c.top_k, eh = c.expert_ffn_dim;
+  const int E = c.experts, K = c.top_k, eh = m.dims.expert_ffn;
   if (bp.shared.present())
-    ffn_backward(dxf, dres, xf, N, d, c.shared_experts * eh,
+    ffn_backward(dxf, dres, xf, N, d, m.dims.shared,
                  saved(m, bp.shared, ba.sa.data(), ba.sb.data(), ba.ss.data()), s, ba.wgrad, defer);
   const int rows = ba.plan.rows();
   float* dye = room(s.dye, (int64_t)N * K * d);
@@ -193,6 +206,8 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
   zero(dye, (int64_t)rows * d);
   zero(dgates, (int64_t)N * K);
   moe_combine_backward(dye, dgates, dres, ba.ye.data(), ba.gates.data(), ba.plan, d);
+  // The expert outputs are partial sums under tp, so their gates' gradient is too.
+  TpWait gsum = m.tp ? m.tp->sum_partial(TpPoint::moe_dgates, l, dgates, (int64_t)N * K) : TpWait{};
   zero(dxe, (int64_t)rows * d);
   for (int e = 0; e < E; ++e) {
     const int r0 = ba.plan.offset[e], nr = ba.plan.offset[e + 1] - r0;
@@ -203,7 +218,9 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
                  s, ba.wgrad, defer);
   }
   moe_dispatch_backward(dxf, dxe, ba.plan, d);
-  if (m.tp) m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd);  // the router is replicated
+  // The router is replicated: its part of dxf is added once the partial sum is complete.
+  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd) : TpWait{};
+  gsum.wait();
   float* dprobs = room(s.dprobs, (int64_t)N * E);
   float* drlogits = room(s.drlogits, (int64_t)N * E);
   zero(dprobs, (int64_t)N * E);
@@ -211,40 +228,43 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
   zero(drlogits, (int64_t)N * E);
   router_backward(drlogits, dgates, dprobs, ba.rprobs.data(), ba.idx.data(), N, E, K,
                   c.router_norm);
-  linear_backward_input(dxf, drlogits, m.param(bp.router), N, d, E);
   weight_grad(ba.wgrad, defer, m.grad(bp.router), xf, drlogits, N, d, E);
+  sum.wait();
+  linear_backward_input(dxf, drlogits, m.param(bp.router), N, d, E);
 }
 
-// dres: the gradient at h on entry, at the block input x on return.
+// dres: the gradient at h on entry, at the block input x on return. Under tp the partial sum of
+// the norm's input gradient is in flight while the q / k / v weight gradients run.
 void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defer) {
   const ModelConfig& c = m.cfg;
-  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, H = c.heads, dh = c.head_dim();
-  const int64_t Nd = (int64_t)N * d;
+  const int B = a.B, T = a.T, N = a.N, d = c.model_dim, dh = c.head_dim();
+  const int H = m.dims.heads, dq = m.dims.qkv;
+  const int64_t Nd = (int64_t)N * d, Nq = (int64_t)N * dq;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
   float* dres = a.dres.data();
-  float *datt = room(s.datt, Nd), *dq = room(s.dq, Nd), *dk = room(s.dk, Nd);
-  float *dv = room(s.dv, Nd), *dqr = room(s.dqr, Nd), *dkr = room(s.dkr, Nd);
+  float *datt = room(s.datt, Nq), *dqh = room(s.dq, Nq), *dk = room(s.dk, Nq);
+  float *dv = room(s.dv, Nq), *dqr = room(s.dqr, Nq), *dkr = room(s.dkr, Nq);
   float* dxa = room(s.dxa, Nd);
-  zero(datt, Nd);
-  linear_backward_input(datt, dres, m.param(bp.wo), N, d, d);
-  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dres, N, d, d);
-  zero(dq, Nd);
-  zero(dk, Nd);
-  zero(dv, Nd);
-  attention_backward(dq, dk, dv, datt, ba.probs.data(), ba.q.data(), ba.k.data(), ba.v.data(), B, T,
-                     H, dh);
-  zero(dqr, Nd);
-  zero(dkr, Nd);
-  rope_backward(dqr, dq, B, T, H, dh, (float)c.rope_base);
+  zero(datt, Nq);
+  linear_backward_input(datt, dres, m.param(bp.wo), N, dq, d);
+  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dres, N, dq, d);
+  zero(dqh, Nq);
+  zero(dk, Nq);
+  zero(dv, Nq);
+  attention_backward(dqh, dk, dv, datt, ba.probs.data(), ba.q.data(), ba.k.data(), ba.v.data(), B,
+                     T, H, dh);
+  zero(dqr, Nq);
+  zero(dkr, Nq);
+  rope_backward(dqr, dqh, B, T, H, dh, (float)c.rope_base);
   rope_backward(dkr, dk, B, T, H, dh, (float)c.rope_base);
   zero(dxa, Nd);
   const float* xa = ba.xa.data();
-  for (auto [w, dout] : {std::pair{bp.wq, dqr}, std::pair{bp.wk, dkr}, std::pair{bp.wv, dv}}) {
-    linear_backward_input(dxa, dout, m.param(w), N, d, d);
-    weight_grad(ba.wgrad, defer, m.grad(w), xa, dout, N, d, d);
-  }
-  if (m.tp) m.tp->sum_partial(TpPoint::attn_dinput, l, dxa, Nd);
+  const std::pair<int, const float*> qkv[] = {{bp.wq, dqr}, {bp.wk, dkr}, {bp.wv, dv}};
+  for (auto [w, dout] : qkv) linear_backward_input(dxa, dout, m.param(w), N, d, dq);
+  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::attn_dinput, l, dxa, Nd) : TpWait{};
+  for (auto [w, dout] : qkv) weight_grad(ba.wgrad, defer, m.grad(w), xa, dout, N, d, dq);
+  sum.wait();
   rmsnorm_backward(dres, m.grad(bp.attn_norm), dxa, a.resid[l].data(), m.param(bp.attn_norm),
                    ba.rstd_a.data(), N, d);
 }

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "model/layers.h"
+#include "model/tp_hook.h"
 #include "model/weight_grads.h"
 #include "runtime/error.h"
 
@@ -10,6 +11,7 @@ namespace zt {
 void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
   ZT_CHECK(B >= 1 && T >= 1 && T <= m.cfg.seq_len, "microbatch ", B, " x ", T, " (seq_len ",
            m.cfg.seq_len, ")");
+  ZT_CHECK(m.slice.size == 1 || m.tp, "a tensor-parallel slice of the model needs its tp hook");
   a.shape(B, T, m.cfg.layers);
   const int V = m.cfg.vocab;
   for (int b = 0; b < B; ++b)
@@ -25,15 +27,21 @@ void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
 
 void embed_forward(Model& m, Acts& a) {
   const int d = m.cfg.model_dim;
-  embedding_forward(room(a.resid[0], (int64_t)a.N * d), a.inputs.data(), m.param(m.embed), a.N, d);
+  const int64_t Nd = (int64_t)a.N * d;
+  float* x0 = room(a.resid[0], Nd);
+  embedding_forward(x0, a.inputs.data(), m.param(m.embed), a.N, d, m.dims.vocab0, m.dims.vocab);
+  if (m.tp) m.tp->sum_partial(TpPoint::embed_out, -1, x0, Nd).wait();  // each rank's rows
 }
 
 void embed_backward(Model& m, Acts& a) {
-  embedding_backward(m.grad(m.embed), a.dres.data(), a.inputs.data(), a.N, m.cfg.model_dim);
+  embedding_backward(m.grad(m.embed), a.dres.data(), a.inputs.data(), a.N, m.cfg.model_dim,
+                     m.dims.vocab0, m.dims.vocab);
 }
 
+// Under tp each rank holds the logits of its vocabulary slice: the loss comes from the slices'
+// row stats (one gather), never from whole rows (ops.h, cross_entropy_slice_*).
 void head_forward(Model& m, Acts& a, LossParts& out) {
-  const int N = a.N, d = m.cfg.model_dim, V = m.cfg.vocab;
+  const int N = a.N, d = m.cfg.model_dim, V = m.dims.vocab;
   const float* x = a.resid[m.cfg.layers].data();
   float* xn = room(a.xn, (int64_t)N * d);
   float* logits = room(a.logits, (int64_t)N * V);
@@ -42,25 +50,43 @@ void head_forward(Model& m, Acts& a, LossParts& out) {
     linear_forward(logits, xn, m.param(m.head), N, d, V);
   else  // logits = xn E^T, E [V, d]
     matmul(logits, xn, m.param(m.embed), N, V, d, false, true);
-  out.ce = cross_entropy_forward(room(a.losses, N), logits, a.targets.data(), N, V);
+  if (!m.tp) {
+    out.ce = cross_entropy_forward(room(a.losses, N), logits, a.targets.data(), N, V);
+    return;
+  }
+  const int parts = m.slice.size;
+  std::vector<float> stats((size_t)N * kCeStats), all((size_t)parts * N * kCeStats);
+  cross_entropy_slice_stats(stats.data(), logits, a.targets.data(), N, V, m.dims.vocab0);
+  m.tp->gather(stats.data(), (int64_t)stats.size(), all.data());
+  out.ce = cross_entropy_combine(room(a.losses, N), room(a.lse, N), all.data(), parts, N,
+                                 a.targets.data());
 }
 
 void head_backward(Model& m, Acts& a, GradScratch& s, float loss_scale, bool defer) {
-  const int N = a.N, d = m.cfg.model_dim, V = m.cfg.vocab;
+  const int N = a.N, d = m.cfg.model_dim, V = m.dims.vocab;
   const int64_t Nd = (int64_t)N * d;
   float* dlogits = room(s.dlogits, (int64_t)N * V);
   std::memset(dlogits, 0, sizeof(float) * (size_t)N * V);
-  cross_entropy_backward(dlogits, a.logits.data(), a.targets.data(), loss_scale / N, N, V);
+  if (!m.tp)
+    cross_entropy_backward(dlogits, a.logits.data(), a.targets.data(), loss_scale / N, N, V);
+  else
+    cross_entropy_slice_backward(dlogits, a.logits.data(), a.targets.data(), a.lse.data(),
+                                 loss_scale / N, N, V, m.dims.vocab0);
   float* dxn = room(s.dxa, Nd);
   std::memset(dxn, 0, sizeof(float) * (size_t)Nd);
-  if (m.cfg.untie_embeddings) {
+  // dxn (a partial sum over the vocabulary slices under tp) first; the weight gradient while it
+  // is summed.
+  if (m.cfg.untie_embeddings)
     linear_backward_input(dxn, dlogits, m.param(m.head), N, d, V);
-    weight_grad(a.head_wgrad, defer, m.grad(m.head), a.xn.data(), dlogits, N, d, V);
-  } else {  // dxn += dlogits E ; dE += dlogits^T xn
+  else  // dxn += dlogits E
     matmul(dxn, dlogits, m.param(m.embed), N, d, V, false, false, true);
+  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::head_dinput, -1, dxn, Nd) : TpWait{};
+  if (m.cfg.untie_embeddings)
+    weight_grad(a.head_wgrad, defer, m.grad(m.head), a.xn.data(), dlogits, N, d, V);
+  else  // dE += dlogits^T xn
     weight_grad(a.head_wgrad, defer, m.grad(m.embed), dlogits, a.xn.data(), N, V, d,
                 /*transient_x=*/true);
-  }
+  sum.wait();
   float* dres = room(a.dres, Nd);
   std::memset(dres, 0, sizeof(float) * (size_t)Nd);
   rmsnorm_backward(dres, m.grad(m.final_norm), dxn, a.resid[m.cfg.layers].data(),

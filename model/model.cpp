@@ -7,9 +7,23 @@
 
 namespace zt {
 
-Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads)
-    : cfg(c), table(build_param_table(c)) {
-  cfg.validate();
+namespace {
+const ModelConfig& validated(const ModelConfig& c) {
+  c.validate();
+  return c;
+}
+}  // namespace
+
+Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice tp)
+    : cfg(validated(c)), slice(tp), table(build_param_table(c, tp)) {
+  const int n = tp.size;
+  dims = {c.heads / n,
+          c.model_dim / n,
+          c.ffn_dim / n,
+          c.expert_ffn_dim / n,
+          c.shared_experts * c.expert_ffn_dim / n,
+          c.vocab / n,
+          c.vocab / n * tp.rank};
   const int U = table.num_units();
   own_params_.resize(U);
   own_grads_.resize(U);

@@ -34,18 +34,30 @@ struct BlockParams {
   int unit = -1, expert_unit = -1;  // the block's units (expert_unit: MoE blocks only)
 };
 
+// This rank's share of the sizes tensor parallelism splits (the whole model on one rank).
+struct LocalDims {
+  int heads, qkv;               // attention heads, and their width heads * head_dim
+  int ffn, expert_ffn, shared;  // SwiGLU hidden sizes: dense, each routed expert, shared expert
+  int vocab, vocab0;            // the vocabulary rows [vocab0, vocab0 + vocab) of the embedding
+};
+
 struct Model {
   ModelConfig cfg;
-  ParamTable table;
+  TensorSlice slice;  // which part of a tensor-parallel split this rank computes
+  LocalDims dims;
+  ParamTable table;                 // this rank's slice of every parameter
   std::vector<float*> unit_params;  // [units] views; by default into the model's own buffers
   std::vector<float*> unit_grads;   // [units]; gradients accumulate (+=) until zeroed
   std::vector<BlockParams> blocks;  // [layers]
   int embed = -1, final_norm = -1, head = -1;  // parameter indices; head = embed when tied
   int embed_unit = 0, head_unit = 0;
-  TensorParallelHook* tp = nullptr;  // null: the model runs whole on this rank
+  // Completes the partial results of a tensor-parallel split (parallel/tensor/); null when the
+  // model runs whole on this rank.
+  TensorParallelHook* tp = nullptr;
 
-  // Allocates parameters and gradients (tracked) and initialises them from seed per SPEC.
-  Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true);
+  // Allocates this slice's parameters and gradients (tracked) and initialises them from seed per
+  // SPEC, each element by its index in the whole tensor.
+  Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true, TensorSlice slice = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 

@@ -1,6 +1,7 @@
 // params.cpp: builds the parameter table of SPEC section 1 in a fixed order, and its counts.
 #include "model/params.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/error.h"
@@ -37,19 +38,46 @@ int ParamTable::unit_of(UnitKind kind, int layer) const {
   return -1;
 }
 
-ParamTable build_param_table(const ModelConfig& c) {
+std::string tensor_slice_error(const ModelConfig& c, int tp) {
+  if (tp < 1) return cat("--tp must be >= 1 (got ", tp, ")");
+  if (c.heads % tp != 0) return cat("--tp ", tp, " does not divide --heads ", c.heads);
+  const bool dense = c.dense_layers > 0, moe = c.dense_layers < c.layers && c.experts > 0;
+  if (dense && c.ffn_dim % tp != 0)
+    return cat("--tp ", tp, " does not divide --ffn-dim ", c.ffn_dim);
+  if (moe && c.expert_ffn_dim % tp != 0)
+    return cat("--tp ", tp, " does not divide --expert-ffn-dim ", c.expert_ffn_dim);
+  if (c.vocab % tp != 0) return cat("--tp ", tp, " does not divide --vocab ", c.vocab);
+  return "";
+}
+
+ParamTable build_param_table(const ModelConfig& c, TensorSlice tp) {
+  const std::string err = tensor_slice_error(c, tp.size);
+  if (!err.empty()) fail(err);
+  ZT_CHECK(tp.rank >= 0 && tp.rank < tp.size, "tensor slice ", tp.rank, " of ", tp.size);
   ParamTable t;
   const int64_t d = c.model_dim;
   const float std_in = 0.02f, std_out = 0.02f / std::sqrt(2.0f * c.layers);
   int layer = -1, expert = -1;
-  auto unit = [&](UnitKind kind) { t.units.push_back({kind, layer, 0}); };
-  auto add = [&](std::string name, Shape shape, float std, Split split, bool norm = false) {
+  auto unit = [&](UnitKind kind) { t.units.push_back({kind, layer, 0, 0}); };
+  auto add = [&](std::string name, Shape full, float std, Split split, bool norm = false) {
     ParamSpec p;
     p.name = std::move(name);
+    p.full_shape = full;
+    p.full_numel = shape_numel(full);
+    // This rank's slice: split matrices keep 1/size of their columns (column; the untied head's
+    // vocabulary) or rows (row; the embedding's vocabulary).
+    Shape shape = full;
+    const bool by_rows = split == Split::row || (split == Split::vocab && p.name == "embed");
+    if (split != Split::none) {
+      const int dim = by_rows ? 0 : 1;
+      shape[dim] = full[dim] / tp.size;
+      (by_rows ? p.row0 : p.col0) = shape[dim] * tp.rank;
+    }
     p.numel = shape_numel(shape);
     p.shape = std::move(shape);
     p.unit = t.num_units() - 1;
     p.offset = t.units.back().numel;
+    p.full_offset = t.units.back().full_numel;
     p.layer = layer;
     p.expert = expert;
     p.split = split;
@@ -57,6 +85,7 @@ ParamTable build_param_table(const ModelConfig& c) {
     p.is_norm = norm;
     p.init_std = std;
     t.units.back().numel += p.numel;
+    t.units.back().full_numel += p.full_numel;
     t.params.push_back(std::move(p));
   };
   auto swiglu = [&](const std::string& prefix, int64_t hidden) {
@@ -97,14 +126,14 @@ ParamTable build_param_table(const ModelConfig& c) {
 
 ParamCounts count_params(const ParamTable& t, const ModelConfig& c) {
   ParamCounts n;
-  int64_t experts = 0;  // routed-expert matrix parameters, all blocks
-  for (const ParamSpec& p : t.params) {
-    n.params += p.numel;
+  int64_t experts = 0;                   // routed-expert matrix parameters, all blocks
+  for (const ParamSpec& p : t.params) {  // whole tensors, whichever slice the table holds
+    n.params += p.full_numel;
     if (p.is_norm) continue;
     if (p.expert >= 0)
-      experts += p.numel;
+      experts += p.full_numel;
     else if (p.name != "embed" || !c.untie_embeddings)  // the tied embedding is the head matmul
-      n.active += p.numel;
+      n.active += p.full_numel;
   }
   if (c.experts > 0) n.active += experts * c.top_k / c.experts;
   // Matmuls: 2 FLOPs per multiply-add, x3 for forward + two backward matmuls. Attention: q k^T and
@@ -121,10 +150,38 @@ void init_unit_params(float* buf, const ParamTable& t, int unit, uint64_t seed) 
     float* x = buf + p.offset;
     if (p.is_norm) {
       for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
-    } else {
+    } else if (p.numel == p.full_numel) {
       fill_normal(x, p.numel, seed, p.name, 0.0f, p.init_std);
+    } else {  // a slice: each of its rows is a run of the logical tensor's element indices
+      const int64_t rows = view_rows(p.shape), cols = view_cols(p.shape);
+      const int64_t full_cols = view_cols(p.full_shape);
+      for (int64_t r = 0; r < rows; ++r)
+        fill_normal(x + r * cols, cols, seed, p.name, 0.0f, p.init_std,
+                    (p.row0 + r) * full_cols + p.col0);
     }
   }
+}
+
+namespace {
+template <typename F>
+void for_slice_rows(const ParamSpec& p, F&& f) {  // f(local offset, logical offset, count)
+  const int64_t rows = view_rows(p.shape), cols = view_cols(p.shape);
+  const int64_t full_cols = view_cols(p.full_shape);
+  for (int64_t r = 0; r < rows; ++r)
+    f(p.offset + r * cols, p.full_offset + (p.row0 + r) * full_cols + p.col0, cols);
+}
+}  // namespace
+
+void copy_slice(const ParamSpec& p, const float* logical, float* local) {
+  for_slice_rows(p, [&](int64_t lo, int64_t fo, int64_t n) {
+    std::copy(logical + fo, logical + fo + n, local + lo);
+  });
+}
+
+void copy_slice_back(const ParamSpec& p, const float* local, float* logical) {
+  for_slice_rows(p, [&](int64_t lo, int64_t fo, int64_t n) {
+    std::copy(local + lo, local + lo + n, logical + fo);
+  });
 }
 
 }  // namespace zt

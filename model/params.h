@@ -31,12 +31,24 @@ const char* split_name(Split s);
 
 enum class UnitKind : uint8_t { embed, block, experts, head };
 
+// Which slice of the model a rank holds under tensor parallelism: part `rank` of `size`.
+struct TensorSlice {
+  int size = 1, rank = 0;
+};
+
 struct ParamSpec {
   std::string name;    // SPEC name, e.g. "blocks.1.moe.experts.3.w2"
-  Shape shape;         // [in, out] for matrices, [vocab, d] for the embedding, [d] for norm gains
+  Shape shape;         // this rank's slice: [in, out] matrices, [vocab, d] embedding, [d] gains
   int unit = 0;        // index into ParamTable::units
   int64_t offset = 0;  // element offset inside the unit's flat buffer
   int64_t numel = 0;
+  // The whole (logical) tensor of SPEC section 1 and where this rank's slice sits in it, the
+  // tensor seen as [rows, cols] (a vector as [1, n]): rows [row0, row0 + slice rows), columns
+  // [col0, col0 + slice cols). full_offset: the offset in the unit's logical buffer, the layout
+  // of the whole table (tensor slice 1 of 1), which checkpoints exchange.
+  Shape full_shape;
+  int64_t full_numel = 0, full_offset = 0;
+  int64_t row0 = 0, col0 = 0;
   int layer = -1;   // block index; -1 for the embedding, final norm and head
   int expert = -1;  // routed expert index (blocks.l.moe.experts.e.*); -1 otherwise
   Split split = Split::none;
@@ -49,6 +61,7 @@ struct UnitSpec {
   UnitKind kind = UnitKind::embed;
   int layer = -1;  // block index of block and experts units
   int64_t numel = 0;
+  int64_t full_numel = 0;  // the logical unit (every slice)
 };
 
 struct ParamTable {
@@ -63,9 +76,23 @@ struct ParamTable {
   int unit_of(UnitKind kind, int layer = -1) const;
 };
 
-ParamTable build_param_table(const ModelConfig& cfg);
+// The table of this rank's slice (the whole model at the default 1 of 1). Split parameters hold
+// 1/size of their columns, rows or vocabulary; `size` must divide heads, the FFN hidden sizes and
+// the vocabulary (tensor_slice_error).
+ParamTable build_param_table(const ModelConfig& cfg, TensorSlice tp = {});
+// Why `size` tensor-parallel ranks cannot split the model ("" when they can), naming the flag.
+std::string tensor_slice_error(const ModelConfig& cfg, int size);
 
-// What the table adds up to.
+// A tensor's [rows, cols] view: matrices as they are, vectors as [1, n].
+inline int64_t view_rows(const Shape& s) { return s.size() == 2 ? s[0] : 1; }
+inline int64_t view_cols(const Shape& s) { return s.empty() ? 1 : s.back(); }
+
+// Copies this rank's slice of parameter p out of `logical` (the unit's logical buffer) into
+// `local` (the unit's buffer), or back (to_logical).
+void copy_slice(const ParamSpec& p, const float* logical, float* local);
+void copy_slice_back(const ParamSpec& p, const float* local, float* logical);
+
+// What the whole model's table adds up to.
 struct ParamCounts {
   int64_t params = 0;          // every parameter
   int64_t active = 0;          // matrix parameters a token passes through (the head's matmul,

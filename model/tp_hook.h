@@ -1,29 +1,53 @@
-// tp_hook.h: how a block split over tensor-parallel ranks completes its partial results.
+// tp_hook.h: how a model split over tensor-parallel ranks completes its partial results.
 //
-// Under tensor parallelism (SPEC section 6, Megatron layout) a rank holds a slice of each block:
-// a row-parallel product (attention's wo, the FFNs' w2) gives this rank's partial sum of the
-// output, and a column-parallel layer's input gradient (wq/wk/wv, w1/w3) a partial sum of the
-// gradient. The layers hand each such buffer to this hook at the point the Megatron layout sums it
-// (two per block forward, two per block backward); parallel/tensor/ implements it over the tp
-// communicator. The model never includes comm.h. Model::tp is null on a single rank: the layers
-// then skip the calls and accumulate in place.
+// Under tensor parallelism (SPEC section 6, Megatron layout) a rank holds a slice of every split
+// weight (model/params.h, Split) and computes with it: a row-parallel product (attention's wo,
+// the FFNs' w2) gives this rank's partial sum of the output, a column-parallel layer's input
+// gradient (wq/wk/wv, w1/w3) a partial sum of the gradient, the vocabulary-parallel embedding a
+// partial lookup. The layers hand each such buffer to this hook at the point the layout sums it;
+// parallel/tensor/ implements it over the tp communicator, so the model never includes comm.h.
+// Model::tp is null on a single rank: the layers then skip the calls and accumulate in place.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace zt {
 
 enum class TpPoint : uint8_t {
+  embed_out,    // forward: the embedding lookup (each rank has its vocabulary rows)
   attn_out,     // forward: att Wo
   ffn_out,      // forward: the FFN's output (dense; experts + shared in MoE blocks)
   attn_dinput,  // backward: dL/d(attention norm output) from wq / wk / wv
   ffn_dinput,   // backward: dL/d(FFN norm output) from w1 / w3 (not the replicated router)
+  moe_dgates,   // backward: dL/d(gates), from the partial expert outputs
+  head_dinput,  // backward: dL/d(final norm output) from the head's vocabulary slice
+  count
+};
+const char* tp_point_name(TpPoint p);
+
+// A sum in flight; wait() completes it (the buffer must not be read before).
+class TpWait {
+ public:
+  TpWait() = default;
+  explicit TpWait(std::function<void()> done) : done_(std::move(done)) {}
+  void wait() {
+    if (!done_) return;
+    auto d = std::move(done_);
+    done_ = nullptr;
+    d();
+  }
+
+ private:
+  std::function<void()> done_;
 };
 
 class TensorParallelHook {
  public:
   virtual ~TensorParallelHook() = default;
-  // x[n] is this rank's partial sum; on return it is the sum over the tensor-parallel ranks.
-  virtual void sum_partial(TpPoint where, int layer, float* x, int64_t n) = 0;
+  // x[n] is this rank's partial sum; after wait() it is the sum over the tensor-parallel ranks.
+  virtual TpWait sum_partial(TpPoint where, int layer, float* x, int64_t n) = 0;
+  // Every rank's mine[n], in rank order, into all[ranks * n] (the cross-entropy's row stats).
+  virtual void gather(const float* mine, int64_t n, float* all) = 0;
 };
 
 }  // namespace zt

@@ -109,7 +109,7 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step) {
 }
 
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
-                         const UnitSource& state, int64_t step) {
+                         const UnitSource& state, int64_t step, bool replicated) {
   // The stored elements are the tensors' bytes as they are in memory (f32 little-endian), so the
   // pages holding them are hashed from memory.
   static_assert(std::endian::native == std::endian::little);
@@ -127,19 +127,24 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
       int64_t next = 0;  // with us.pieces: where the next parameter's piece starts
       for (const ParamSpec& p : table.params) {
         if (p.unit != u) continue;
-        // This rank's even piece of the flattened tensor: in the unit's full state at its
-        // logical place, or next in line among the rank's pieces.
-        const auto [off, n] = even_piece(p.numel, world, rank);
-        if (n == 0) continue;
-        const std::vector<int64_t> shape = n == p.numel ? p.shape : std::vector<int64_t>{n};
+        // This rank's even piece of the (slice of the) flattened tensor: in the unit's full state
+        // at its place, or next in line among the rank's pieces.
+        const auto [off, n] = even_piece(p.numel, us.parts, us.index);
         const int64_t at = us.pieces ? next : p.offset + off;
         next += n;
+        const bool sliced = p.numel != p.full_numel;
+        if (n == 0 || (!sliced && !replicated)) continue;  // another rank has the whole tensor
+        const std::vector<int64_t> shape =
+            n == p.full_numel ? p.full_shape : std::vector<int64_t>{n};
         for (auto [group, src] : {std::pair{"params/", us.p}, std::pair{"optim/exp_avg/", us.m},
                                   std::pair{"optim/exp_avg_sq/", us.v}}) {
           const std::string ds = group + p.name;
           const float* data = src + at;
           hasher.add(h5_write_f32(f, ds, data, shape), data, n * (int64_t)sizeof(float));
           h5_write_attr_i64(f, ds, "logical_offset", off);
+          if (sliced)  // where the slice sits in the tensor seen as [rows, cols]
+            h5_write_attr_i64s(f, ds, "slice",
+                               {p.row0, p.col0, view_rows(p.shape), view_cols(p.shape)});
         }
         // Start writeback of what is written so far (fsync below still waits for all of it), so
         // the disk works while the rest is written instead of only afterwards.
@@ -172,9 +177,13 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
   const fs::path final_dir = root / name;
   nlohmann::json ptable = nlohmann::json::array();
   for (const ParamSpec& p : table.params)
-    ptable.push_back({{"name", p.name},
-                      {"shape", p.shape},
-                      {"partition", "even split of the flattened tensor over the rank files"}});
+    ptable.push_back(
+        {{"name", p.name},
+         {"shape", p.full_shape},
+         {"tensor_parallel", split_name(p.split)},
+         {"partition",
+          "even pieces of the flattened tensor, or of each tensor-parallel slice of it (the "
+          "datasets' attribute slice), over the rank files; attribute logical_offset"}});
   nlohmann::json jfiles = nlohmann::json::array();
   for (const RankFile& f : files)
     jfiles.push_back({{"name", f.name}, {"bytes", f.bytes}, {"page_hash64", f.checksum}});
@@ -204,12 +213,12 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
 std::string save_checkpoint(Communicator& world, const std::string& ckpt_dir,
                             const ModelConfig& cfg, const ParamTable& table,
                             const UnitSource& state, const TrainState& st,
-                            const nlohmann::json& layout, int keep_last) {
+                            const nlohmann::json& layout, int keep_last, bool replicated) {
   const bool root = world.rank() == 0;
   if (root) prepare_checkpoint_dir(ckpt_dir, st.step);
   world.barrier().wait();
   const RankFile mine = write_rank_file(checkpoint_tmp_dir(ckpt_dir, st.step), world.rank(),
-                                        world.size(), table, state, st.step);
+                                        world.size(), table, state, st.step, replicated);
   const std::vector<uint64_t> sums =
       gather_values(world, std::vector<uint64_t>{mine.bytes, mine.checksum});
   std::string final_dir;
@@ -302,8 +311,26 @@ namespace {
 
 // Unit u's tensors from every rank file (each holds a piece of every tensor at its logical offset;
 // together they cover it) into p, m, v (numel of the unit each; m and v may be null).
+// Where a piece of elements [off, off + n) of a tensor's slice lands in the whole tensor: the
+// slice (row0, col0, rows, cols) of the tensor seen as [rows, cols] with `full_cols` columns.
+// Calls f(first element of the run in the piece, its index in the tensor, run length).
+template <typename F>
+void for_slice_runs(const std::vector<int64_t>& slice, int64_t full_cols, int64_t off, int64_t n,
+                    F&& f) {
+  const int64_t row0 = slice[0], col0 = slice[1], cols = slice[3];
+  for (int64_t k = 0; k < n;) {
+    const int64_t e = off + k, r = e / cols, c = e % cols, len = std::min(n - k, cols - c);
+    f(k, (row0 + r) * full_cols + col0 + c, len);
+    k += len;
+  }
+}
+
+// Unit u's tensors (of the whole-model table) from every rank file (each holds pieces of tensors,
+// or of tensor-parallel slices of them, at their offsets; together they cover each tensor once)
+// into p, m, v (the unit's logical buffer each; m and v may be null).
 void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
                float* v, const std::string& step_dir) {
+  std::vector<float> piece;
   for (const ParamSpec& t : table.params) {
     if (t.unit != u) continue;
     int64_t covered = 0;
@@ -314,11 +341,30 @@ void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float
         if (!dst) continue;
         const std::string ds = group + t.name;
         const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
-        const int64_t room = off >= 0 && off <= t.numel ? t.numel - off : -1;
-        const int64_t n = h5_read_f32_into(f, ds, dst + t.offset + std::max<int64_t>(off, 0), room);
-        if (n > room)
+        auto bad = [&](int64_t n, int64_t of) {
           fail("checkpoint file '", f.path(), "' dataset ", ds, " (", n, " elements at offset ",
-               off, ") does not fit ", t.name, "'s ", t.numel);
+               off, ") does not fit ", t.name, "'s ", of);
+        };
+        int64_t n = 0;
+        if (!h5_attr_exists(f, ds, "slice")) {  // a piece of the whole tensor
+          const int64_t room = off >= 0 && off <= t.numel ? t.numel - off : -1;
+          n = h5_read_f32_into(f, ds, dst + t.offset + std::max<int64_t>(off, 0), room);
+          if (n > room) bad(n, t.numel);
+        } else {  // a piece of a slice: scattered into the tensor run by run
+          const std::vector<int64_t> sl = h5_read_attr_i64s(f, ds, "slice");
+          const int64_t rows = view_rows(t.shape), cols = view_cols(t.shape);
+          if (sl.size() != 4 || sl[0] < 0 || sl[1] < 0 || sl[2] < 1 || sl[3] < 1 ||
+              sl[0] + sl[2] > rows || sl[1] + sl[3] > cols)
+            fail("checkpoint file '", f.path(), "' dataset ", ds, " has a slice outside ", t.name);
+          const int64_t slice_numel = sl[2] * sl[3];
+          const int64_t room = off >= 0 && off <= slice_numel ? slice_numel - off : -1;
+          piece.resize(std::max<int64_t>(room, 1));
+          n = h5_read_f32_into(f, ds, piece.data(), room);
+          if (n > room) bad(n, slice_numel);
+          for_slice_runs(sl, cols, off, n, [&](int64_t k, int64_t at, int64_t len) {
+            std::copy(piece.begin() + k, piece.begin() + k + len, dst + t.offset + at);
+          });
+        }
         if (dst == p) covered += n;
       }
     }

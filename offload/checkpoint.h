@@ -38,12 +38,14 @@ using UnitVectors = std::vector<std::vector<float>>;
 // What a rank file holds of each unit, pulled one unit at a time: state(u) gives unit u's fp32
 // parameters and moments, called for u = 0, 1, ... in order on every rank at once (it may be
 // collective: ZeroEngine::checkpoint_pieces); the pointers must stay valid until the next call.
-// Either the unit's full state, or (pieces) only this rank's even piece of each of the unit's
-// parameters (even_piece, runtime/split.h), back to back in table order. Memory: one unit's state
-// at most, not the model's.
+// The rank file holds piece `index` of `parts` (even_piece, runtime/split.h) of every parameter
+// (of this rank's tensor-parallel slice of it): `parts` ranks write each slice. The state is
+// either the unit's full state (in the table's layout), or (pieces) only this rank's pieces, back
+// to back in table order. Memory: one unit's state at most, not the model's.
 struct UnitState {
   const float *p, *m, *v;
   bool pieces = false;
+  int parts = 1, index = 0;
 };
 using UnitSource = std::function<UnitState(int unit)>;
 // A source over whole-model vectors (one process holding everything).
@@ -57,7 +59,7 @@ UnitSource unit_source(const UnitVectors& params, const UnitVectors& m, const Un
 std::string save_checkpoint(Communicator& world, const std::string& ckpt_dir,
                             const ModelConfig& cfg, const ParamTable& table,
                             const UnitSource& state, const TrainState& st,
-                            const nlohmann::json& layout, int keep_last);
+                            const nlohmann::json& layout, int keep_last, bool replicated = true);
 
 // The steps of save_checkpoint, also for writing the rank files of N ranks from one process (an
 // offline tool, the tests).
@@ -68,8 +70,11 @@ struct RankFile {
 std::string rank_file_name(int rank);  // "rank_00003.h5"
 std::string checkpoint_tmp_dir(const std::string& ckpt_dir, int64_t step);
 void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
+// `replicated`: this rank writes the parameters tensor parallelism does not split (one rank of
+// each tensor-parallel group does). A piece of a slice carries the attribute `slice` (row0, col0,
+// rows, cols): where the slice sits in the tensor seen as [rows, cols].
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
-                         const UnitSource& state, int64_t step);
+                         const UnitSource& state, int64_t step, bool replicated = true);
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
                               const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
                               nlohmann::json layout, int keep_last);

@@ -394,4 +394,33 @@ void h5_write_attr_str(hid_t loc, const std::string& obj_path, const std::string
   write_scalar_attr(loc, obj_path, name, type, type, &p);
 }
 
+std::vector<int64_t> h5_read_attr_i64s(hid_t loc, const std::string& obj_path,
+                                       const std::string& name) {
+  Handle a = open_attr(loc, obj_path, name);
+  Handle space(H5Aget_space(a), H5Sclose);
+  const hssize_t n = space.ok() ? H5Sget_simple_extent_npoints(space) : -1;
+  if (n < 0 || n > 64) h5_fail(loc, attr_kind(name), obj_path, "is not a short list of integers");
+  std::vector<int64_t> v((size_t)n);
+  if (n > 0 && H5Aread(a, H5T_NATIVE_INT64, v.data()) < 0)
+    h5_fail(loc, attr_kind(name), obj_path, "cannot read as i64");
+  return v;
+}
+
+void h5_write_attr_i64s(hid_t loc, const std::string& obj_path, const std::string& name,
+                        const std::vector<int64_t>& v) {
+  quiet();
+  htri_t exists = H5Aexists_by_name(loc, obj_path.c_str(), name.c_str(), H5P_DEFAULT);
+  if (exists < 0) h5_fail(loc, attr_kind(name), obj_path, "cannot open its object");
+  if (exists > 0 && H5Adelete_by_name(loc, obj_path.c_str(), name.c_str(), H5P_DEFAULT) < 0)
+    h5_fail(loc, attr_kind(name), obj_path, "cannot replace");
+  const hsize_t dims[1] = {(hsize_t)v.size()};
+  Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  Handle a(H5Acreate_by_name(loc, obj_path.c_str(), name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
+           H5Aclose);
+  if (!a.ok()) h5_fail(loc, attr_kind(name), obj_path, "cannot create");
+  if (H5Awrite(a, H5T_NATIVE_INT64, v.data()) < 0)
+    h5_fail(loc, attr_kind(name), obj_path, "cannot write");
+}
+
 }  // namespace zt

@@ -89,5 +89,10 @@ void h5_write_attr_f64(hid_t loc, const std::string& obj_path, const std::string
 void h5_write_attr_i64(hid_t loc, const std::string& obj_path, const std::string& name, int64_t v);
 void h5_write_attr_str(hid_t loc, const std::string& obj_path, const std::string& name,
                        const std::string& v);
+// A short 1-D int64 attribute (a slice's row, column and extents).
+std::vector<int64_t> h5_read_attr_i64s(hid_t loc, const std::string& obj_path,
+                                       const std::string& name);
+void h5_write_attr_i64s(hid_t loc, const std::string& obj_path, const std::string& name,
+                        const std::vector<int64_t>& v);
 
 }  // namespace zt

@@ -88,7 +88,7 @@ int GridLayout::group_id(GroupKind g, int rank) const {
   return 0;
 }
 
-std::string layout_error(int world, int tp, int pp, int ep, int heads, int experts) {
+std::string layout_error(int world, int tp, int pp, int ep, int experts) {
   if (world < 1) return cat("the world size must be >= 1 (got ", world, ")");
   if (tp < 1) return cat("--tp must be >= 1 (got ", tp, ")");
   if (pp < 1) return cat("--pp must be >= 1 (got ", pp, ")");
@@ -96,7 +96,6 @@ std::string layout_error(int world, int tp, int pp, int ep, int heads, int exper
   if (world % (tp * pp) != 0)
     return cat("--tp ", tp, " x --pp ", pp, " = ", tp * pp, " does not divide the ", world,
                " ranks (data-parallel size = ranks / (tp x pp) must be whole)");
-  if (heads > 0 && heads % tp != 0) return cat("--tp ", tp, " does not divide --heads ", heads);
   int dp = world / (tp * pp);
   if (ep > 1 && experts == 0) return cat("--ep ", ep, " needs an MoE model (--experts > 0)");
   if (experts > 0 && experts % ep != 0)
@@ -107,19 +106,18 @@ std::string layout_error(int world, int tp, int pp, int ep, int heads, int exper
   return "";
 }
 
-GridLayout make_layout(int world, int tp, int pp, int ep, int heads, int experts) {
-  std::string err = layout_error(world, tp, pp, ep, heads, experts);
+GridLayout make_layout(int world, int tp, int pp, int ep, int experts) {
+  std::string err = layout_error(world, tp, pp, ep, experts);
   if (!err.empty()) fail(err);
   GridLayout l;
   l.world = world, l.tp = tp, l.pp = pp, l.ep = ep, l.dp = world / (tp * pp);
   return l;
 }
 
-GridLayout validate_layout(const ProcessInfo& info, int tp, int pp, int ep, int heads,
-                           int experts) {
-  std::string err = layout_error(info.world, tp, pp, ep, heads, experts);
+GridLayout validate_layout(const ProcessInfo& info, int tp, int pp, int ep, int experts) {
+  std::string err = layout_error(info.world, tp, pp, ep, experts);
   if (!err.empty()) fail_on_rank0(info, err);
-  return make_layout(info.world, tp, pp, ep, heads, experts);
+  return make_layout(info.world, tp, pp, ep, experts);
 }
 
 ProcessGrid::ProcessGrid(Communicator& world, int tp, int pp, int ep)

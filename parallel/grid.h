@@ -43,16 +43,16 @@ struct GridLayout {
                int rank) const;  // equal for the members of one group, distinct otherwise
 };
 
-// Why (world, tp, pp, ep) cannot run a model with `heads` attention heads and `experts` experts
-// (0 = dense; -1 = not known, model checks skipped), as one line naming the flag, e.g.
-// "--tp 3 does not divide --heads 4"; "" when it can. Checks tp, pp, ep >= 1, tp * pp divides
-// world, tp divides heads, ep divides experts and dp, ep > 1 only for MoE models.
-std::string layout_error(int world, int tp, int pp, int ep, int heads, int experts);
+// Why (world, tp, pp, ep) cannot run a model with `experts` experts (0 = dense; -1 = not known,
+// model checks skipped), as one line naming the flag, e.g. "--ep 3 does not divide --experts 8";
+// "" when it can. Checks tp, pp, ep >= 1, tp * pp divides world, ep divides experts and dp, ep > 1
+// only for MoE models. (Whether tp fits the model's sizes: model/params.h, tensor_slice_error.)
+std::string layout_error(int world, int tp, int pp, int ep, int experts);
 // The layout, or zt::Error with layout_error's line.
-GridLayout make_layout(int world, int tp, int pp, int ep, int heads = -1, int experts = -1);
+GridLayout make_layout(int world, int tp, int pp, int ep, int experts = -1);
 // For `train`, before any allocation and before MPI starts: the layout when it is valid; else
 // rank 0 raises the line as zt::Error (exit status 2) and every other rank exits 2 silently.
-GridLayout validate_layout(const ProcessInfo& info, int tp, int pp, int ep, int heads, int experts);
+GridLayout validate_layout(const ProcessInfo& info, int tp, int pp, int ep, int experts);
 
 class ProcessGrid {
  public:

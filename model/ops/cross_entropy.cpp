@@ -67,4 +67,54 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
   }
 }
 
+// The vocabulary split into slices (tensor parallelism): see ops.h.
+void cross_entropy_slice_stats(float* stats, const float* logits, const int32_t* targets, int n,
+                               int Vs, int v0) {
+#pragma omp parallel for if ((int64_t)n * Vs > parallel_min)
+  for (int i = 0; i < n; ++i) {
+    const float* z = logits + (int64_t)i * Vs;
+    float* st = stats + (int64_t)i * kCeStats;
+    softmax_stats(z, Vs, st[0], st[1]);
+    const int64_t t = (int64_t)targets[i] - v0;
+    const bool mine = t >= 0 && t < Vs;
+    st[2] = mine ? z[t] : 0.0f;
+    st[3] = mine ? 1.0f : 0.0f;
+  }
+}
+
+float cross_entropy_combine(float* losses, float* lse, const float* stats, int parts, int n,
+                            const int32_t* targets) {
+  double total = 0;
+  for (int i = 0; i < n; ++i) {
+    float m = -INFINITY, zt = 0, found = 0;
+    for (int p = 0; p < parts; ++p) m = std::max(m, stats[((int64_t)p * n + i) * kCeStats]);
+    float s = 0;
+    for (int p = 0; p < parts; ++p) {
+      const float* st = stats + ((int64_t)p * n + i) * kCeStats;
+      s += st[1] * std::exp(st[0] - m);
+      zt += st[2];
+      found += st[3];
+    }
+    if (found != 1.0f)
+      fail("cross_entropy: target ", targets[i], " at position ", i,
+           " is in no slice of the vocabulary");
+    lse[i] = m + std::log(s);
+    losses[i] = lse[i] - zt;
+    total += losses[i];
+  }
+  return n > 0 ? (float)(total / n) : 0.0f;
+}
+
+void cross_entropy_slice_backward(float* dlogits, const float* logits, const int32_t* targets,
+                                  const float* lse, float scale, int n, int Vs, int v0) {
+#pragma omp parallel for if ((int64_t)n * Vs > parallel_min)
+  for (int i = 0; i < n; ++i) {
+    const float* z = logits + (int64_t)i * Vs;
+    float* dz = dlogits + (int64_t)i * Vs;
+    for (int j = 0; j < Vs; ++j) dz[j] += scale * exp_fast(z[j] - lse[i]);
+    const int64_t t = (int64_t)targets[i] - v0;
+    if (t >= 0 && t < Vs) dz[t] -= scale;
+  }
+}
+
 }  // namespace zt

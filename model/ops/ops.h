@@ -13,9 +13,13 @@
 
 namespace zt {
 
-// embedding: out[n,d] = table[tok[i], :]                                      table [V, d]
-void embedding_forward(float* out, const int32_t* tok, const float* table, int n, int d);
-void embedding_backward(float* dtable, const float* dout, const int32_t* tok, int n, int d);
+// embedding: out[n,d] = table[tok[i] - v0, :]                                 table [rows, d]
+// The table holds the vocabulary rows [v0, v0 + rows) (rows < 0: all of it); a token outside them
+// gives a zero row and no gradient (vocabulary-parallel: the slices sum to the lookup).
+void embedding_forward(float* out, const int32_t* tok, const float* table, int n, int d, int v0 = 0,
+                       int rows = -1);
+void embedding_backward(float* dtable, const float* dout, const int32_t* tok, int n, int d,
+                        int v0 = 0, int rows = -1);
 
 // rmsnorm: out = x / sqrt(mean(x^2) + eps) * g; saves rstd[n] for backward.   x, out [n, d]; g [d]
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* g, int n, int d,
@@ -80,6 +84,22 @@ float cross_entropy_forward(float* losses, const float* logits, const int32_t* t
 // mean)
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int n, int V);
+
+// cross-entropy over a vocabulary split into slices (tensor parallelism), never forming all of a
+// row's logits on one rank. Each slice holds the logits [n, Vs] of the vocabulary [v0, v0 + Vs):
+//  1. cross_entropy_slice_stats: stats[i] = (row max, sum of exp(z - max), the target's logit if
+//     the target is in the slice else 0, 1 if it is else 0)                    stats [n, kCeStats]
+//  2. the slices' stats are gathered (one all-gather of [parts, n, kCeStats])
+//  3. cross_entropy_combine: losses[i] = lse[i] - target logit, lse the log-sum-exp over every
+//     slice (kept for backward); returns the mean. A target in no slice throws naming it.
+//  4. cross_entropy_slice_backward: dlogits += scale * (exp(z - lse) - onehot in the slice)
+constexpr int kCeStats = 4;
+void cross_entropy_slice_stats(float* stats, const float* logits, const int32_t* targets, int n,
+                               int Vs, int v0);
+float cross_entropy_combine(float* losses, float* lse, const float* stats, int parts, int n,
+                            const int32_t* targets);
+void cross_entropy_slice_backward(float* dlogits, const float* logits, const int32_t* targets,
+                                  const float* lse, float scale, int n, int Vs, int v0);
 
 // router: probs = softmax(logits) over E experts (fp32); each token picks its top K experts
 // (ties broken by lower expert index), idx[n,K] in descending probability; gates[n,K] are the

@@ -14,16 +14,24 @@
 
 namespace zt::ref {
 
-// ---- embedding: out[i, :] = table[tok[i], :]                                 table [V, d]
+// ---- embedding: out[i, :] = table[tok[i] - v0, :], zero outside the rows [v0, v0 + rows)
 template <typename T>
-void embedding_forward(T* out, const int32_t* tok, const T* table, int n, int d) {
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) out[(int64_t)i * d + j] = table[(int64_t)tok[i] * d + j];
+void embedding_forward(T* out, const int32_t* tok, const T* table, int n, int d, int v0 = 0,
+                       int rows = -1) {
+  for (int i = 0; i < n; ++i) {
+    const int64_t r = tok[i] - v0;
+    const bool in = rows < 0 || (r >= 0 && r < rows);
+    for (int j = 0; j < d; ++j) out[(int64_t)i * d + j] = in ? table[r * d + j] : T(0);
+  }
 }
 template <typename T>
-void embedding_backward(T* dtable, const T* dout, const int32_t* tok, int n, int d) {
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) dtable[(int64_t)tok[i] * d + j] += dout[(int64_t)i * d + j];
+void embedding_backward(T* dtable, const T* dout, const int32_t* tok, int n, int d, int v0 = 0,
+                        int rows = -1) {
+  for (int i = 0; i < n; ++i) {
+    const int64_t r = tok[i] - v0;
+    if (rows >= 0 && (r < 0 || r >= rows)) continue;
+    for (int j = 0; j < d; ++j) dtable[r * d + j] += dout[(int64_t)i * d + j];
+  }
 }
 
 // ---- rmsnorm: out = x * rstd * g, rstd = 1 / sqrt(mean(x^2) + eps)           x [n, d]; g [d]
@@ -239,6 +247,50 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
     for (int j = 0; j < V; ++j)
       dlogits[(int64_t)i * V + j] += scale * (std::exp(z[j] - lse) - (j == targets[i] ? 1 : 0));
   }
+}
+
+// ---- cross-entropy over vocabulary slices (ops.h): stats [n, 4] per slice, combined
+template <typename T>
+void cross_entropy_slice_stats(T* stats, const T* logits, const int32_t* targets, int n, int Vs,
+                               int v0) {
+  for (int i = 0; i < n; ++i) {
+    const T* z = logits + (int64_t)i * Vs;
+    T mx = -INFINITY, s = 0;
+    for (int j = 0; j < Vs; ++j) mx = std::max(mx, z[j]);
+    for (int j = 0; j < Vs; ++j) s += std::exp(z[j] - mx);
+    const int64_t t = (int64_t)targets[i] - v0;
+    const bool mine = t >= 0 && t < Vs;
+    T* st = stats + (int64_t)i * 4;
+    st[0] = mx, st[1] = s, st[2] = mine ? z[t] : T(0), st[3] = mine ? T(1) : T(0);
+  }
+}
+template <typename T>
+T cross_entropy_combine(T* losses, T* lse, const T* stats, int parts, int n,
+                        const int32_t* targets) {
+  T total = 0;
+  for (int i = 0; i < n; ++i) {
+    T m = -INFINITY, s = 0, zt = 0, found = 0;
+    for (int p = 0; p < parts; ++p) m = std::max(m, stats[((int64_t)p * n + i) * 4]);
+    for (int p = 0; p < parts; ++p) {
+      const T* st = stats + ((int64_t)p * n + i) * 4;
+      s += st[1] * std::exp(st[0] - m);
+      zt += st[2];
+      found += st[3];
+    }
+    if (found != T(1)) fail("cross_entropy: target ", targets[i], " is in no slice");
+    lse[i] = m + std::log(s);
+    losses[i] = lse[i] - zt;
+    total += losses[i];
+  }
+  return n > 0 ? total / n : T(0);
+}
+template <typename T>
+void cross_entropy_slice_backward(T* dlogits, const T* logits, const int32_t* targets, const T* lse,
+                                  T scale, int n, int Vs, int v0) {
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < Vs; ++j)
+      dlogits[(int64_t)i * Vs + j] +=
+          scale * (std::exp(logits[(int64_t)i * Vs + j] - lse[i]) - (targets[i] - v0 == j ? 1 : 0));
 }
 
 }  // namespace zt::ref

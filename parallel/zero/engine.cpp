@@ -46,7 +46,7 @@ ZeroEngine::ZeroEngine(Model& model, ProcessGrid& grid, const ZeroOptions& opt)
     un->lay = std::move(p.lay);
     un->regions = std::move(p.regions);
     un->state_len = p.state_len;
-    un->in_norm = p.in_norm;
+    un->norm = p.norm;
     units_.push_back(std::move(un));
   }
   if (opt.optim_in_store || opt.params_in_store) define_store_arrays();
@@ -355,10 +355,13 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
   std::vector<const float*> grads(units_.size());
   double sq = 0;  // this rank's part of the squared norm: each element counted on one rank
   for (size_t u = 0; u < units_.size(); ++u) {
+    const Unit& x = *units_[u];
     grads[u] = grad_of(u);
-    if (units_[u]->in_norm)
-      sq += global_norm_sq(grads[u],
-                           opt_.stage == 0 ? units_[u]->lay.padded() : units_[u]->lay.shard());
+    if (x.norm == NormPart::all)
+      sq += global_norm_sq(grads[u], opt_.stage == 0 ? x.lay.padded() : x.lay.shard());
+    else if (x.norm == NormPart::regions)
+      for (const UpdateRegion& g : x.regions)
+        if (g.norm) sq += global_norm_sq(grads[u] + g.j, g.len);
   }
   sq = sum_exact(grid_.world(), sq);
   st.grad_norm = std::sqrt(sq) / loss_scale_;

@@ -48,6 +48,10 @@
 
 namespace zt {
 
+struct PieceSplit {
+  int parts = 1, index = 0;
+};
+
 struct StepStats {
   double grad_norm = 0;   // of the unscaled gradient, before clipping
   double exposed_ms = 0;  // time the compute thread waited on communication this step
@@ -84,9 +88,11 @@ class ZeroEngine {
   // runtime/split.h, split over dp ranks) of each parameter of the unit, back to back in table
   // order, for the fp32 master and both moments. Moves ~1/dp of the unit per rank
   // (engine_checkpoint.cpp), where gather_unit_state moves all of it.
-  void checkpoint_pieces(int unit, std::vector<float>& params, std::vector<float>& m,
-                         std::vector<float>& v);
-  // Inverse, for one unit: every rank passes the unit's full state and keeps its part.
+  // Returns the split: piece `index` of `parts` (the unit's group).
+  PieceSplit checkpoint_pieces(int unit, std::vector<float>& params, std::vector<float>& m,
+                               std::vector<float>& v);
+  // Inverse, for one unit: every rank passes the unit's logical state (the whole tensors, as the
+  // table with tensor slice 1 of 1 lays them out) and keeps its slice's part.
   void load_unit_state(int unit, const std::vector<float>& params, const std::vector<float>* m,
                        const std::vector<float>* v);
   void release_gathered();  // drop every gathered unit and working copy (after evaluation)

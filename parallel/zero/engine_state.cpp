@@ -15,8 +15,8 @@
 
 namespace zt {
 
-void ZeroEngine::checkpoint_pieces(int u, std::vector<float>& params, std::vector<float>& m,
-                                   std::vector<float>& v) {
+PieceSplit ZeroEngine::checkpoint_pieces(int u, std::vector<float>& params, std::vector<float>& m,
+                                         std::vector<float>& v) {
   drop_all_shards();
   Unit& x = *units_[u];
   const UnitLayout& l = x.lay;
@@ -85,6 +85,7 @@ void ZeroEngine::checkpoint_pieces(int u, std::vector<float>& params, std::vecto
           pos += (size_t)(hi - lo);
         });
   }
+  return {n, me};
 }
 
 namespace {
@@ -132,14 +133,30 @@ void ZeroEngine::gather_unit_state(int u, std::vector<float>& params, std::vecto
   }
 }
 
-void ZeroEngine::load_unit_state(int u, const std::vector<float>& params,
-                                 const std::vector<float>* m, const std::vector<float>* v) {
+void ZeroEngine::load_unit_state(int u, const std::vector<float>& logical_params,
+                                 const std::vector<float>* logical_m,
+                                 const std::vector<float>* logical_v) {
   drop_all_shards();
   const DType cdt = opt_.precision;
   Unit& x = *units_[u];
   const int r = x.rank;
   const UnitLayout& l = x.lay;
-  ZT_CHECK((int64_t)params.size() == l.numel, "unit ", u, " size ", params.size());
+  const ParamTable& t = model_.table;
+  // This rank's tensor-parallel slice of the logical unit, in the unit's own layout.
+  auto local = [&](const std::vector<float>& logical) {
+    ZT_CHECK((int64_t)logical.size() == t.units[u].full_numel, "unit ", u, " size ",
+             logical.size());
+    std::vector<float> out(l.numel);
+    for (const ParamSpec& p : t.params)
+      if (p.unit == u) copy_slice(p, logical.data(), out.data());
+    return out;
+  };
+  const std::vector<float> params = local(logical_params);
+  std::vector<float> m_local, v_local;
+  if (logical_m) m_local = local(*logical_m);
+  if (logical_v) v_local = local(*logical_v);
+  const std::vector<float>* m = logical_m ? &m_local : nullptr;
+  const std::vector<float>* v = logical_v ? &v_local : nullptr;
   // What this rank keeps of a full fp32 unit array: stage 0 all of it (padded), else its shard.
   auto state_part = [&](const std::vector<float>& full) {
     if (opt_.stage > 0) return take_shard(l, r, full);

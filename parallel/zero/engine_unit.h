@@ -18,7 +18,7 @@ struct ZeroEngine::Unit {
   UnitLayout lay;
   std::vector<UpdateRegion> regions;  // in increasing j
   int64_t state_len = 0;              // elements of master / m / v: stage 0 padded, else shard
-  bool in_norm = true;
+  NormPart norm = NormPart::all;
   // parameters
   Buffer<uint8_t>
       pfull;  // [padded] cdt. stages 0-2: the parameters (params); 3: gathered (buffers)

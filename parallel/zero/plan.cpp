@@ -21,7 +21,7 @@ ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const 
     x.lay = make_unit_layout(t.unit_numel(u), n, bucket);
     const UnitLayout& l = x.lay;
     x.state_len = opt.stage == 0 ? l.padded() : l.shard();
-    x.in_norm = opt.stage > 0 || r == 0;
+    const bool owner = opt.stage > 0 || r == 0, tp_root = grid.coord(rank).tp == 0;
     for (int c = 0; c < (opt.stage == 0 ? 1 : l.chunks()); ++c) {
       const int64_t pb = opt.stage == 0 ? 0 : l.piece_begin(c, r);
       const int64_t pe = opt.stage == 0 ? l.padded() : pb + l.piece(c);
@@ -29,9 +29,15 @@ ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const 
       for (const ParamSpec& p : t.params) {
         if (p.unit != u) continue;
         const int64_t b = std::max(pb, p.offset), e = std::min(pe, p.offset + p.numel);
-        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay});
+        const bool norm = owner && (p.numel != p.full_numel || tp_root);
+        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay, norm});
       }
     }
+    int counted = 0;
+    for (const UpdateRegion& g : x.regions) counted += g.norm;
+    x.norm = !owner                             ? NormPart::none
+             : counted == (int)x.regions.size() ? NormPart::all
+                                                : NormPart::regions;
     // What the engine allocates for the unit (engine.cpp, the constructor).
     ZeroBytes& z = plan.bytes;
     if (opt.stage < 3)

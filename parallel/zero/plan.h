@@ -38,7 +38,13 @@ struct ZeroOptions {
 struct UpdateRegion {
   int64_t j, b, len;
   bool decay;
+  bool norm = true;  // counts in the gradient norm on this rank
 };
+
+// Which of this rank's part of a unit counts in the gradient norm, where every element must count
+// once over the world: a stage-0 unit only on rank 0 of its group (every rank holds all of it), a
+// parameter tensor parallelism does not split only on tp rank 0 (every tp rank holds it).
+enum class NormPart : uint8_t { all, none, regions };
 
 struct ZeroUnitPlan {
   GroupKind group = GroupKind::dp;  // the ranks that partition this unit
@@ -46,9 +52,7 @@ struct ZeroUnitPlan {
   UnitLayout lay;
   int64_t state_len = 0;  // elements of master / m / v: stage 0 the padded unit, else the shard
   std::vector<UpdateRegion> regions;  // in increasing j
-  // This rank's part of the unit counts in the gradient norm: its shard (stages 1-3), or the whole
-  // unit on group rank 0 only (stage 0, where every rank of the group holds all of it).
-  bool in_norm = true;
+  NormPart norm = NormPart::all;      // regions: those with UpdateRegion::norm
 };
 
 // Resident model-state bytes on the rank, by allocator category (state kept in a StateStore is

@@ -47,7 +47,7 @@ TEST(CheckpointStream, UnitByUnitWriteAndLoadRoundTrip) {
             buf->assign(table.unit_numel(u) + 4096, -7.0f);  // reallocated, old data garbage
             for (int64_t i = 0; i < table.unit_numel(u); ++i) (*buf)[i] = value(which, u, i);
           }
-          return UnitState{p.data(), m.data(), v.data()};
+          return UnitState{p.data(), m.data(), v.data(), false, world, r};
         },
         5));
     ASSERT_EQ((int)order.size(), U);

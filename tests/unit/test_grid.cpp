@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "model/params.h"
 #include "parallel/comm/comm.h"
 #include "parallel/grid.h"
 #include "runtime/error.h"
@@ -64,24 +65,23 @@ TEST(GridLayout, GroupsPartitionTheWorldForSeveralShapes) {
 }
 
 TEST(GridLayout, InvalidLayoutsGiveOneLineNamingTheFlag) {
-  EXPECT_EQ(layout_error(8, 2, 2, 2, 4, 8), "");
-  EXPECT_EQ(layout_error(6, 2, 1, 1, 4, 0), "");
-  EXPECT_NE(layout_error(4, 3, 1, 1, 6, 8).find("--tp 3 x --pp 1"), std::string::npos);
-  EXPECT_NE(layout_error(6, 1, 4, 1, 6, 8).find("does not divide the 6 ranks"), std::string::npos);
-  EXPECT_EQ(layout_error(4, 4, 1, 1, 6, 8), "--tp 4 does not divide --heads 6");
-  EXPECT_EQ(layout_error(4, 1, 1, 3, 6, 8), "--ep 3 does not divide --experts 8");
-  EXPECT_NE(layout_error(4, 2, 1, 4, 4, 8).find("--ep 4 does not divide the data-parallel size 2"),
+  EXPECT_EQ(layout_error(8, 2, 2, 2, 8), "");
+  EXPECT_EQ(layout_error(6, 2, 1, 1, 0), "");
+  EXPECT_NE(layout_error(4, 3, 1, 1, 8).find("--tp 3 x --pp 1"), std::string::npos);
+  EXPECT_NE(layout_error(6, 1, 4, 1, 8).find("does not divide the 6 ranks"), std::string::npos);
+  EXPECT_EQ(layout_error(4, 1, 1, 3, 8), "--ep 3 does not divide --experts 8");
+  EXPECT_NE(layout_error(4, 2, 1, 4, 8).find("--ep 4 does not divide the data-parallel size 2"),
             std::string::npos);
-  EXPECT_EQ(layout_error(4, 1, 1, 2, 4, 0), "--ep 2 needs an MoE model (--experts > 0)");
-  EXPECT_EQ(layout_error(4, 0, 1, 1, 4, 8), "--tp must be >= 1 (got 0)");
-  EXPECT_EQ(layout_error(4, 1, -1, 1, 4, 8), "--pp must be >= 1 (got -1)");
-  EXPECT_EQ(layout_error(4, 1, 1, 0, 4, 8), "--ep must be >= 1 (got 0)");
-  for (const std::string& e : {layout_error(4, 3, 1, 1, 6, 8), layout_error(4, 1, 1, 4, 4, 8)})
+  EXPECT_EQ(layout_error(4, 1, 1, 2, 0), "--ep 2 needs an MoE model (--experts > 0)");
+  EXPECT_EQ(layout_error(4, 0, 1, 1, 8), "--tp must be >= 1 (got 0)");
+  EXPECT_EQ(layout_error(4, 1, -1, 1, 8), "--pp must be >= 1 (got -1)");
+  EXPECT_EQ(layout_error(4, 1, 1, 0, 8), "--ep must be >= 1 (got 0)");
+  for (const std::string& e : {layout_error(4, 3, 1, 1, 8), layout_error(4, 1, 1, 4, 8)})
     EXPECT_EQ(e.find('\n'), std::string::npos);
   EXPECT_THROW(make_layout(4, 3, 1, 1), Error);
   ProcessInfo one;  // rank 0 of 1: the error comes back as zt::Error
-  EXPECT_THROW(validate_layout(one, 2, 1, 1, 4, 8), Error);
-  EXPECT_EQ(validate_layout(one, 1, 1, 1, 4, 8).dp, 1);
+  EXPECT_THROW(validate_layout(one, 2, 1, 1, 8), Error);
+  EXPECT_EQ(validate_layout(one, 1, 1, 1, 8).dp, 1);
 }
 
 TEST(EvenSplit, CoversTheBufferWithPartsDifferingByAtMostOne) {
@@ -98,6 +98,27 @@ TEST(EvenSplit, CoversTheBufferWithPartsDifferingByAtMostOne) {
       auto [lo, hi] = std::minmax_element(c.begin(), c.end());
       EXPECT_LE(*hi - *lo, 1u);
     }
+}
+
+TEST(Layout, TensorSliceMustDivideTheSplitSizes) {
+  ModelConfig c;  // heads 4, ffn 688, expert ffn 256, vocab 256
+  EXPECT_EQ(tensor_slice_error(c, 1), "");
+  EXPECT_EQ(tensor_slice_error(c, 2), "");
+  EXPECT_EQ(tensor_slice_error(c, 3), "--tp 3 does not divide --heads 4");
+  c.heads = 8;
+  c.ffn_dim = 100;
+  EXPECT_EQ(tensor_slice_error(c, 8), "--tp 8 does not divide --ffn-dim 100");
+  c.ffn_dim = 64;
+  c.expert_ffn_dim = 12;
+  EXPECT_EQ(tensor_slice_error(c, 8), "--tp 8 does not divide --expert-ffn-dim 12");
+  c.expert_ffn_dim = 16;
+  c.vocab = 100;
+  EXPECT_EQ(tensor_slice_error(c, 8), "--tp 8 does not divide --vocab 100");
+  c.dense_layers = 0;  // no dense block: --ffn-dim does not matter
+  c.vocab = 256;
+  c.ffn_dim = 7;
+  EXPECT_EQ(tensor_slice_error(c, 8), "");
+  EXPECT_THROW(build_param_table(c, {3, 0}), Error);
 }
 
 }  // namespace

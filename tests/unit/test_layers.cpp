@@ -3,8 +3,9 @@
 //    running it at once;
 //  - activations belong to the caller: two microbatches in flight in two Acts, forward both, then
 //    backward both, give each microbatch's own loss and the sum of their gradients;
-//  - the tensor-parallel hook is called at the four Megatron points of every block, and a hook
-//    that leaves the partial sums as they are (one rank) changes nothing beyond fp32 rounding.
+//  - the tensor-parallel hook is called at every sum of the Megatron layout (four per block, the
+//    MoE gates' gradient, the embedding and the head), and a hook that leaves the partial sums as
+//    they are (one rank) changes nothing beyond fp32 rounding.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -88,12 +89,14 @@ TEST(Layers, TwoMicrobatchesInFlightKeepTheirOwnActivations) {
 // Records the calls; leaves x as it is (one rank's partial sum is the whole sum).
 struct RecordingHook : TensorParallelHook {
   std::map<std::pair<int, int>, int> calls;  // (point, layer) -> count
-  void sum_partial(TpPoint where, int layer, float*, int64_t) override {
+  TpWait sum_partial(TpPoint where, int layer, float*, int64_t) override {
     ++calls[{(int)where, layer}];
+    return {};
   }
+  void gather(const float* mine, int64_t n, float* all) override { std::copy(mine, mine + n, all); }
 };
 
-TEST(Layers, TensorParallelHookSeesEveryBlocksFourSums) {
+TEST(Layers, TensorParallelHookSeesEverySumOfTheLayout) {
   ModelConfig c = layers_config(false);
   const int B = 2, T = c.seq_len;
   const std::vector<int32_t> tok = tokens(B, T, c.vocab, 4);
@@ -109,11 +112,17 @@ TEST(Layers, TensorParallelHookSeesEveryBlocksFourSums) {
   rh.backward(1.0f);
   EXPECT_NEAR(lh, lp, 1e-6 * lp);
   EXPECT_LT(test::max_norm_err(all_grads(hooked), all_grads(plain)), 1e-5);
-  for (int l = 0; l < c.layers; ++l)
+  for (int l = 0; l < c.layers; ++l) {
     for (TpPoint p :
          {TpPoint::attn_out, TpPoint::ffn_out, TpPoint::attn_dinput, TpPoint::ffn_dinput})
-      EXPECT_EQ((hook.calls[{(int)p, l}]), 1) << "point " << (int)p << " block " << l;
-  EXPECT_EQ(hook.calls.size(), (size_t)4 * c.layers);
+      EXPECT_EQ((hook.calls[{(int)p, l}]), 1) << tp_point_name(p) << " block " << l;
+    EXPECT_EQ((hook.calls[{(int)TpPoint::moe_dgates, l}]), c.is_moe(l) ? 1 : 0) << "block " << l;
+  }
+  EXPECT_EQ((hook.calls[{(int)TpPoint::embed_out, -1}]), 1);
+  EXPECT_EQ((hook.calls[{(int)TpPoint::head_dinput, -1}]), 1);
+  int points = 0;  // and no sum anywhere else
+  for (const auto& [point, n] : hook.calls) points += n > 0;
+  EXPECT_EQ(points, 4 * c.layers + (c.layers - c.dense_layers) + 2);
 }
 
 }  // namespace
