@@ -73,7 +73,7 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
                       {"flops_per_s", tokens * run.counts.flops_per_token * per_s},
                       {"dropped", r.dropped},
                       {"mem", mem_json(run)},
-                      {"comm", comm_json(r.comm, r.stats.exposed_ms)},
+                      {"comm", comm_json(r.comm, r.comm.exposed_ms)},
                       {"layout", run.layout}};
   if (run.store)
     j["offload"] = {{"read_bytes", r.io.read_bytes},

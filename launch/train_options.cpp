@@ -153,7 +153,6 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
-  if (o.sequence_parallel == "on") not_yet("--sequence-parallel on");
   if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");

@@ -68,6 +68,7 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (o.tp > 1) {
     r.tp = std::make_unique<TensorParallel>(r.grid->tp());
     r.model->tp = r.tp.get();
+    r.model->sequence_parallel = o.sequence_parallel == "on";
   }
   if (o.offload_optimizer == "nvme" || o.offload_params == "nvme")
     r.store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
@@ -92,9 +93,10 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (r.rank0()) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
-        "%lld samples of %d tokens per step, %d rank(s), ZeRO stage %d, %s\n",
+        "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s), ZeRO stage %d, %s\n",
         (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.tokens.size(),
-        (long long)r.samples_per_step, mc.seq_len, ctx.world(), o.zero_stage, o.precision.c_str());
+        (long long)r.samples_per_step, mc.seq_len, ctx.world(), g.dp, g.tp,
+        r.model->sequence_parallel ? ", sequence parallel" : "", o.zero_stage, o.precision.c_str());
     if (r.store)
       std::printf("zerotrain train: offloading%s%s to %s (%g MB resident at most)\n",
                   zo.optim_in_store ? " optimizer state" : "",

@@ -48,6 +48,10 @@ struct KVCache {
 
 struct Acts {
   int B = 0, T = 0, N = 0;
+  // Sequence parallelism: the residual stream and the norms hold this rank's `rows` rows from
+  // row0 (model/layer_util.h); without it rows = N and row0 = 0.
+  bool sp = false;
+  int rows = 0, row0 = 0;
   std::vector<int32_t> inputs, targets;    // [N]
   std::vector<Buffer<float>> resid;        // [layers + 1]: 0 the embedding output, l + 1 block l's
   std::vector<BlockActs> blocks;           // [layers]
@@ -55,11 +59,12 @@ struct Acts {
   Buffer<float> lse;                       // head under tp: each row's log-sum-exp [N]
   Buffer<float> dres;                      // gradient of the residual stream, flowing down
   std::vector<WeightGradJob> head_wgrad;   // the head's deferred weight-gradient product
+  Buffer<float> full;                      // sequence parallel: a partial output [N, d]
   KVCache* kv = nullptr;                   // decoding: attention reads and extends this cache
   bool dropless = false;                   // decoding: experts take every assignment
 
   // Sets the microbatch shape; the buffers of another shape are dropped and regrow on use.
-  void shape(int B, int T, int layers);
+  void shape(int B, int T, int layers, int tp_ranks = 1, int tp_rank = 0, bool sp = false);
 };
 
 // Backward temporaries, reused by every block and the head.
@@ -69,7 +74,9 @@ struct GradScratch {
   Buffer<float> dye, dxe;                              // [N*K, d]
   Buffer<float> dgates, dprobs, drlogits;              // [N, K], [N, E], [N, E]
   Buffer<float> dlogits;                               // [N, V]
-  Buffer<float> ffn_out;                               // tp: an FFN's partial output [N, d]
+  Buffer<float> dy_full;  // sequence parallel: an output gradient gathered to all rows [N, d]
+  Buffer<float> dx_rows;  // sequence parallel: the rank's rows of an input gradient [rows, d]
+  Buffer<float> dgain;    // sequence parallel: a norm gain's gradient from the rank's rows [d]
 };
 
 // b holds at least n elements of activations afterwards (reallocated only when it is smaller).

@@ -2,23 +2,14 @@
 //   h = x + Attn(RMSNorm_a(x));  y = h + FFN_l(RMSNorm_f(h))          (SPEC section 1)
 // FFN_l is the dense SwiGLU, or the MoE: router, top-k dispatch, experts, gated combine, plus the
 // shared expert. Under tensor parallelism (Model::tp) the row-parallel outputs and the
-// column-parallel input gradients go through the hook (model/tp_hook.h) before they are used.
-#include <cstring>
-
+// column-parallel input gradients go through the hook (model/tp_hook.h) before they are used;
+// with sequence parallelism x, h and y hold the rank's rows only (model/layer_util.h).
+#include "model/layer_util.h"
 #include "model/layers.h"
-#include "model/tp_hook.h"
 #include "model/weight_grads.h"
 
 namespace zt {
 namespace {
-
-void zero(float* p, int64_t n) { std::memset(p, 0, sizeof(float) * (size_t)n); }
-void copy(float* dst, const float* src, int64_t n) {
-  std::memcpy(dst, src, sizeof(float) * (size_t)n);
-}
-void add(float* y, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-}
 
 // out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward.
 void ffn_forward(float* out, const float* x, int n, int d, int hid, const float* w1,
@@ -70,13 +61,13 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   const ModelConfig& c = m.cfg;
   const int B = a.B, T = a.T, N = a.N, d = c.model_dim, dh = c.head_dim();
   const int H = m.dims.heads, dq = m.dims.qkv;  // this rank's heads
-  const int64_t Nd = (int64_t)N * d, Nq = (int64_t)N * dq;
+  const int64_t Nd = (int64_t)N * d, Nq = (int64_t)N * dq, Rd = (int64_t)a.rows * d;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
-  const float* x = a.resid[l].data();
+  const float* x = a.resid[l].data();  // [rows, d]
   float* xa = room(ba.xa, Nd);
   float *q = room(ba.q, Nq), *k = room(ba.k, Nq), *v = room(ba.v, Nq);
-  rmsnorm_forward(xa, room(ba.rstd_a, N), x, m.param(bp.attn_norm), N, d, c.norm_eps);
+  norm_forward_gathered(m, a, TpPoint::attn_in, l, xa, room(ba.rstd_a, a.rows), x, bp.attn_norm);
   linear_forward(q, xa, m.param(bp.wq), N, d, dq);
   linear_forward(k, xa, m.param(bp.wk), N, d, dq);
   linear_forward(v, xa, m.param(bp.wv), N, d, dq);
@@ -93,29 +84,31 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   } else {
     attention_forward(att, room(ba.probs, (int64_t)B * H * T * T), q, k, v, B, T, H, dh);
   }
-  float* h = room(ba.h, Nd);
+  float* h = room(ba.h, Rd);
   if (!m.tp) {
     copy(h, x, Nd);
     linear_forward(h, att, m.param(bp.wo), N, dq, d, /*accumulate=*/true);
-  } else {
-    linear_forward(h, att, m.param(bp.wo), N, dq, d);
-    m.tp->sum_partial(TpPoint::attn_out, l, h, Nd).wait();
-    add(h, x, Nd);
+    return;
   }
+  float* part = a.sp ? room(a.full, Nd) : h;
+  linear_forward(part, att, m.param(bp.wo), N, dq, d);
+  complete_rows(m, a, TpPoint::attn_out, l, part, h, d).wait();
+  add(h, x, Rd);
 }
 
 // y = h + FFN(RMSNorm_f(h)).
 void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
   const ModelConfig& c = m.cfg;
   const int N = a.N, d = c.model_dim;
-  const int64_t Nd = (int64_t)N * d;
+  const int64_t Nd = (int64_t)N * d, Rd = (int64_t)a.rows * d;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
   auto P = [&](int i) { return (const float*)m.param(i); };
-  const float* h = ba.h.data();
+  const float* h = ba.h.data();  // [rows, d]
   float* xf = room(ba.xf, Nd);
-  float* y = room(a.resid[l + 1], Nd);
-  rmsnorm_forward(xf, room(ba.rstd_f, N), h, P(bp.ffn_norm), N, d, c.norm_eps);
+  norm_forward_gathered(m, a, TpPoint::ffn_in, l, xf, room(ba.rstd_f, a.rows), h, bp.ffn_norm);
+  float* y_out = room(a.resid[l + 1], Rd);
+  float* y = a.sp ? room(a.full, Nd) : y_out;  // where the FFN's output over all rows goes
   if (m.tp)
     zero(y, Nd);  // the FFN's partial output first, summed over tp, then the residual
   else
@@ -158,8 +151,8 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
     }
   }
   if (m.tp) {
-    m.tp->sum_partial(TpPoint::ffn_out, l, y, Nd).wait();
-    add(y, h, Nd);
+    complete_rows(m, a, TpPoint::ffn_out, l, y, y_out, d).wait();
+    add(y_out, h, Rd);
   }
 }
 
@@ -175,29 +168,31 @@ FfnSaved saved(Model& m, const FfnParams& f, const float* a, const float* b, con
           s};
 }
 
-// dxf = the FFN's input gradient given dres (the gradient at the block output). Under tp the
-// partial sum of dxf is in flight while the weight gradients that do not depend on it run.
-void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
+// The FFN's input gradient given a.dres (the gradient at the block output), for the rank's rows:
+// returns it (s.dxf, or s.dx_rows under sequence parallelism). Under tp its partial sum is in
+// flight while the weight gradients that do not depend on it run.
+float* ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
   const ModelConfig& c = m.cfg;
   const int N = a.N, d = c.model_dim;
   const int64_t Nd = (int64_t)N * d;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
-  const float* dres = a.dres.data();
+  const float* dy = gather_rows(m, a, TpPoint::ffn_dout, l, a.dres.data(), s.dy_full, d);
   const float* xf = ba.xf.data();
-  float* dxf = room(s.dxf, Nd);
+  float* dxf = room(s.dxf, Nd);  // over all rows: a partial sum under tp
+  float* dx_out = a.sp ? room(s.dx_rows, (int64_t)a.rows * d) : dxf;
   zero(dxf, Nd);
   if (!c.is_moe(l)) {
     const FfnSaved f = saved(m, bp.ffn, ba.fa.data(), ba.fb.data(), ba.fs.data());
-    ffn_backward(dxf, dres, xf, N, d, m.dims.ffn, f, s, ba.wgrad, defer, /*w13_later=*/true);
-    TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd) : TpWait{};
+    ffn_backward(dxf, dy, xf, N, d, m.dims.ffn, f, s, ba.wgrad, defer, /*w13_later=*/true);
+    TpWait sum = complete_rows(m, a, TpPoint::ffn_dinput, l, dxf, dx_out, d);
     ffn_backward_w13(xf, N, d, m.dims.ffn, f, s, ba.wgrad, defer);
     sum.wait();
-    return;
+    return dx_out;
   }
   const int E = c.experts, K = c.top_k, eh = m.dims.expert_ffn;
   if (bp.shared.present())
-    ffn_backward(dxf, dres, xf, N, d, m.dims.shared,
+    ffn_backward(dxf, dy, xf, N, d, m.dims.shared,
                  saved(m, bp.shared, ba.sa.data(), ba.sb.data(), ba.ss.data()), s, ba.wgrad, defer);
   const int rows = ba.plan.rows();
   float* dye = room(s.dye, (int64_t)N * K * d);
@@ -205,7 +200,7 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
   float* dgates = room(s.dgates, (int64_t)N * K);
   zero(dye, (int64_t)rows * d);
   zero(dgates, (int64_t)N * K);
-  moe_combine_backward(dye, dgates, dres, ba.ye.data(), ba.gates.data(), ba.plan, d);
+  moe_combine_backward(dye, dgates, dy, ba.ye.data(), ba.gates.data(), ba.plan, d);
   // The expert outputs are partial sums under tp, so their gates' gradient is too.
   TpWait gsum = m.tp ? m.tp->sum_partial(TpPoint::moe_dgates, l, dgates, (int64_t)N * K) : TpWait{};
   zero(dxe, (int64_t)rows * d);
@@ -218,8 +213,9 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
                  s, ba.wgrad, defer);
   }
   moe_dispatch_backward(dxf, dxe, ba.plan, d);
-  // The router is replicated: its part of dxf is added once the partial sum is complete.
-  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::ffn_dinput, l, dxf, Nd) : TpWait{};
+  // The router is replicated: its part of dxf is added, for the rank's rows, once the partial sum
+  // is complete.
+  TpWait sum = complete_rows(m, a, TpPoint::ffn_dinput, l, dxf, dx_out, d);
   gsum.wait();
   float* dprobs = room(s.dprobs, (int64_t)N * E);
   float* drlogits = room(s.drlogits, (int64_t)N * E);
@@ -230,11 +226,13 @@ void ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_scal
                   c.router_norm);
   weight_grad(ba.wgrad, defer, m.grad(bp.router), xf, drlogits, N, d, E);
   sum.wait();
-  linear_backward_input(dxf, drlogits, m.param(bp.router), N, d, E);
+  linear_backward_input(dx_out, drlogits + (int64_t)a.row0 * E, m.param(bp.router), a.rows, d, E);
+  return dx_out;
 }
 
-// dres: the gradient at h on entry, at the block input x on return. Under tp the partial sum of
-// the norm's input gradient is in flight while the q / k / v weight gradients run.
+// dres: the gradient at h on entry, at the block input x on return (the rank's rows). Under tp
+// the partial sum of the norm's input gradient is in flight while the q / k / v weight gradients
+// run.
 void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defer) {
   const ModelConfig& c = m.cfg;
   const int B = a.B, T = a.T, N = a.N, d = c.model_dim, dh = c.head_dim();
@@ -243,12 +241,14 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
   float* dres = a.dres.data();
+  const float* dh_all = gather_rows(m, a, TpPoint::attn_dout, l, dres, s.dy_full, d);
   float *datt = room(s.datt, Nq), *dqh = room(s.dq, Nq), *dk = room(s.dk, Nq);
   float *dv = room(s.dv, Nq), *dqr = room(s.dqr, Nq), *dkr = room(s.dkr, Nq);
   float* dxa = room(s.dxa, Nd);
+  float* dx_out = a.sp ? room(s.dx_rows, (int64_t)a.rows * d) : dxa;
   zero(datt, Nq);
-  linear_backward_input(datt, dres, m.param(bp.wo), N, dq, d);
-  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dres, N, dq, d);
+  linear_backward_input(datt, dh_all, m.param(bp.wo), N, dq, d);
+  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dh_all, N, dq, d);
   zero(dqh, Nq);
   zero(dk, Nq);
   zero(dv, Nq);
@@ -262,11 +262,10 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
   const float* xa = ba.xa.data();
   const std::pair<int, const float*> qkv[] = {{bp.wq, dqr}, {bp.wk, dkr}, {bp.wv, dv}};
   for (auto [w, dout] : qkv) linear_backward_input(dxa, dout, m.param(w), N, d, dq);
-  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::attn_dinput, l, dxa, Nd) : TpWait{};
+  TpWait sum = complete_rows(m, a, TpPoint::attn_dinput, l, dxa, dx_out, d);
   for (auto [w, dout] : qkv) weight_grad(ba.wgrad, defer, m.grad(w), xa, dout, N, d, dq);
   sum.wait();
-  rmsnorm_backward(dres, m.grad(bp.attn_norm), dxa, a.resid[l].data(), m.param(bp.attn_norm),
-                   ba.rstd_a.data(), N, d);
+  norm_backward(m, a, l, dres, bp.attn_norm, dx_out, a.resid[l].data(), ba.rstd_a.data(), s);
 }
 
 }  // namespace
@@ -278,11 +277,10 @@ void block_forward(Model& m, int l, Acts& a, LossParts& out) {
 
 void block_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
   BlockActs& ba = a.blocks[l];
-  const BlockParams& bp = m.blocks[l];
-  ffn_backward_half(m, l, a, s, loss_scale, defer);
+  const float* dxf = ffn_backward_half(m, l, a, s, loss_scale, defer);
   // dres += RMSNorm_f backward of dxf: the gradient at h
-  rmsnorm_backward(a.dres.data(), m.grad(bp.ffn_norm), s.dxf.data(), ba.h.data(),
-                   m.param(bp.ffn_norm), ba.rstd_f.data(), a.N, m.cfg.model_dim);
+  norm_backward(m, a, l, a.dres.data(), m.blocks[l].ffn_norm, dxf, ba.h.data(), ba.rstd_f.data(),
+                s);
   attention_backward_half(m, l, a, s, defer);
 }
 

@@ -1,8 +1,8 @@
 // embed_head.cpp: the embedding and the head (final norm, logits, cross-entropy) of layers.h.
 #include <cstring>
 
+#include "model/layer_util.h"
 #include "model/layers.h"
-#include "model/tp_hook.h"
 #include "model/weight_grads.h"
 #include "runtime/error.h"
 
@@ -12,7 +12,7 @@ void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
   ZT_CHECK(B >= 1 && T >= 1 && T <= m.cfg.seq_len, "microbatch ", B, " x ", T, " (seq_len ",
            m.cfg.seq_len, ")");
   ZT_CHECK(m.slice.size == 1 || m.tp, "a tensor-parallel slice of the model needs its tp hook");
-  a.shape(B, T, m.cfg.layers);
+  a.shape(B, T, m.cfg.layers, m.slice.size, m.slice.rank, m.sequence_parallel);
   const int V = m.cfg.vocab;
   for (int b = 0; b < B; ++b)
     for (int t = 0; t <= T; ++t) {
@@ -25,17 +25,19 @@ void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
     }
 }
 
+// Under tp each rank looks up its vocabulary rows; the lookups are summed.
 void embed_forward(Model& m, Acts& a) {
   const int d = m.cfg.model_dim;
-  const int64_t Nd = (int64_t)a.N * d;
-  float* x0 = room(a.resid[0], Nd);
-  embedding_forward(x0, a.inputs.data(), m.param(m.embed), a.N, d, m.dims.vocab0, m.dims.vocab);
-  if (m.tp) m.tp->sum_partial(TpPoint::embed_out, -1, x0, Nd).wait();  // each rank's rows
+  float* x0 = room(a.resid[0], (int64_t)a.rows * d);
+  float* all = a.sp ? room(a.full, (int64_t)a.N * d) : x0;
+  embedding_forward(all, a.inputs.data(), m.param(m.embed), a.N, d, m.dims.vocab0, m.dims.vocab);
+  complete_rows(m, a, TpPoint::embed_out, -1, all, x0, d).wait();
 }
 
 void embed_backward(Model& m, Acts& a) {
-  embedding_backward(m.grad(m.embed), a.dres.data(), a.inputs.data(), a.N, m.cfg.model_dim,
-                     m.dims.vocab0, m.dims.vocab);
+  const int d = m.cfg.model_dim;
+  const float* dres = gather_rows(m, a, TpPoint::embed_dout, -1, a.dres.data(), a.full, d);
+  embedding_backward(m.grad(m.embed), dres, a.inputs.data(), a.N, d, m.dims.vocab0, m.dims.vocab);
 }
 
 // Under tp each rank holds the logits of its vocabulary slice: the loss comes from the slices'
@@ -45,7 +47,7 @@ void head_forward(Model& m, Acts& a, LossParts& out) {
   const float* x = a.resid[m.cfg.layers].data();
   float* xn = room(a.xn, (int64_t)N * d);
   float* logits = room(a.logits, (int64_t)N * V);
-  rmsnorm_forward(xn, room(a.rstd, N), x, m.param(m.final_norm), N, d, m.cfg.norm_eps);
+  norm_forward_gathered(m, a, TpPoint::head_in, -1, xn, room(a.rstd, a.rows), x, m.final_norm);
   if (m.cfg.untie_embeddings)
     linear_forward(logits, xn, m.param(m.head), N, d, V);
   else  // logits = xn E^T, E [V, d]
@@ -73,6 +75,7 @@ void head_backward(Model& m, Acts& a, GradScratch& s, float loss_scale, bool def
     cross_entropy_slice_backward(dlogits, a.logits.data(), a.targets.data(), a.lse.data(),
                                  loss_scale / N, N, V, m.dims.vocab0);
   float* dxn = room(s.dxa, Nd);
+  float* dx_out = a.sp ? room(s.dx_rows, (int64_t)a.rows * d) : dxn;
   std::memset(dxn, 0, sizeof(float) * (size_t)Nd);
   // dxn (a partial sum over the vocabulary slices under tp) first; the weight gradient while it
   // is summed.
@@ -80,17 +83,17 @@ void head_backward(Model& m, Acts& a, GradScratch& s, float loss_scale, bool def
     linear_backward_input(dxn, dlogits, m.param(m.head), N, d, V);
   else  // dxn += dlogits E
     matmul(dxn, dlogits, m.param(m.embed), N, d, V, false, false, true);
-  TpWait sum = m.tp ? m.tp->sum_partial(TpPoint::head_dinput, -1, dxn, Nd) : TpWait{};
+  TpWait sum = complete_rows(m, a, TpPoint::head_dinput, -1, dxn, dx_out, d);
   if (m.cfg.untie_embeddings)
     weight_grad(a.head_wgrad, defer, m.grad(m.head), a.xn.data(), dlogits, N, d, V);
   else  // dE += dlogits^T xn
     weight_grad(a.head_wgrad, defer, m.grad(m.embed), dlogits, a.xn.data(), N, V, d,
                 /*transient_x=*/true);
   sum.wait();
-  float* dres = room(a.dres, Nd);
-  std::memset(dres, 0, sizeof(float) * (size_t)Nd);
-  rmsnorm_backward(dres, m.grad(m.final_norm), dxn, a.resid[m.cfg.layers].data(),
-                   m.param(m.final_norm), a.rstd.data(), N, d);
+  float* dres = room(a.dres, (int64_t)a.rows * d);
+  std::memset(dres, 0, sizeof(float) * (size_t)a.rows * d);
+  norm_backward(m, a, -1, dres, m.final_norm, dx_out, a.resid[m.cfg.layers].data(), a.rstd.data(),
+                s);
 }
 
 void head_backward_weight(Model&, Acts& a) { run_weight_grads(a.head_wgrad); }

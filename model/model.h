@@ -54,6 +54,9 @@ struct Model {
   // Completes the partial results of a tensor-parallel split (parallel/tensor/); null when the
   // model runs whole on this rank.
   TensorParallelHook* tp = nullptr;
+  // With tp: the norms and the residual stream hold each rank's share of the tokens (a
+  // microbatch whose token count tp does not divide runs without it).
+  bool sequence_parallel = false;
 
   // Allocates this slice's parameters and gradients (tracked) and initialises them from seed per
   // SPEC, each element by its index in the whole tensor.

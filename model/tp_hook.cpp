@@ -4,8 +4,9 @@
 namespace zt {
 
 const char* tp_point_name(TpPoint p) {
-  static const char* names[] = {"embed_out",  "attn_out",   "ffn_out",    "attn_dinput",
-                                "ffn_dinput", "moe_dgates", "head_dinput"};
+  static const char* names[] = {
+      "embed_out", "attn_out", "ffn_out", "attn_dinput", "ffn_dinput", "moe_dgates", "head_dinput",
+      "norm_grad", "attn_in",  "ffn_in",  "head_in",     "ffn_dout",   "attn_dout",  "embed_dout"};
   return names[(int)p];
 }
 

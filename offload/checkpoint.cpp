@@ -309,8 +309,6 @@ std::string resolve_checkpoint(const std::string& path) {
 
 namespace {
 
-// Unit u's tensors from every rank file (each holds a piece of every tensor at its logical offset;
-// together they cover it) into p, m, v (numel of the unit each; m and v may be null).
 // Where a piece of elements [off, off + n) of a tensor's slice lands in the whole tensor: the
 // slice (row0, col0, rows, cols) of the tensor seen as [rows, cols] with `full_cols` columns.
 // Calls f(first element of the run in the piece, its index in the tensor, run length).
@@ -325,52 +323,60 @@ void for_slice_runs(const std::vector<int64_t>& slice, int64_t full_cols, int64_
   }
 }
 
-// Unit u's tensors (of the whole-model table) from every rank file (each holds pieces of tensors,
-// or of tensor-parallel slices of them, at their offsets; together they cover each tensor once)
-// into p, m, v (the unit's logical buffer each; m and v may be null).
+}  // namespace
+
+void read_checkpoint_tensor(std::vector<H5File>& files, const std::string& group,
+                            const ParamSpec& t, float* dst, const std::string& step_dir) {
+  const std::string ds = group + t.name;
+  std::vector<float> piece;
+  int64_t covered = 0;
+  for (H5File& f : files) {
+    if (!h5_exists(f, ds)) continue;
+    const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
+    auto bad = [&](int64_t n, int64_t of) {
+      fail("checkpoint file '", f.path(), "' dataset ", ds, " (", n, " elements at offset ", off,
+           ") does not fit ", t.name, "'s ", of);
+    };
+    int64_t n = 0;
+    if (!h5_attr_exists(f, ds, "slice")) {  // a piece of the whole tensor
+      const int64_t room = off >= 0 && off <= t.numel ? t.numel - off : -1;
+      n = h5_read_f32_into(f, ds, dst + std::max<int64_t>(off, 0), room);
+      if (n > room) bad(n, t.numel);
+    } else {  // a piece of a tensor-parallel slice: scattered into the tensor run by run
+      const std::vector<int64_t> sl = h5_read_attr_i64s(f, ds, "slice");
+      const int64_t rows = view_rows(t.shape), cols = view_cols(t.shape);
+      if (sl.size() != 4 || sl[0] < 0 || sl[1] < 0 || sl[2] < 1 || sl[3] < 1 ||
+          sl[0] + sl[2] > rows || sl[1] + sl[3] > cols)
+        fail("checkpoint file '", f.path(), "' dataset ", ds, " has a slice outside ", t.name);
+      const int64_t slice_numel = sl[2] * sl[3];
+      const int64_t room = off >= 0 && off <= slice_numel ? slice_numel - off : -1;
+      piece.resize(std::max<int64_t>(room, 1));
+      n = h5_read_f32_into(f, ds, piece.data(), room);
+      if (n > room) bad(n, slice_numel);
+      for_slice_runs(sl, cols, off, n, [&](int64_t k, int64_t at, int64_t len) {
+        std::copy(piece.begin() + k, piece.begin() + k + len, dst + at);
+      });
+    }
+    covered += n;
+  }
+  if (covered != t.numel)
+    fail("checkpoint '", step_dir, "' holds ", covered, " of the ", t.numel, " elements of ",
+         t.name, group == "params/" ? "" : cat(" (", group, ")"));
+}
+
+namespace {
+
+// Unit u's tensors from every rank file (each holds a piece of every tensor at its logical offset;
+// together they cover it) into p, m, v (numel of the unit each; m and v may be null).
+// Unit u's tensors (of the whole-model table) into p, m, v (the unit's logical buffer each; m and
+// v may be null).
 void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
                float* v, const std::string& step_dir) {
-  std::vector<float> piece;
   for (const ParamSpec& t : table.params) {
     if (t.unit != u) continue;
-    int64_t covered = 0;
-    for (H5File& f : files) {
-      if (!h5_exists(f, "params/" + t.name)) continue;
-      for (auto [group, dst] : {std::pair{"params/", p}, std::pair{"optim/exp_avg/", m},
-                                std::pair{"optim/exp_avg_sq/", v}}) {
-        if (!dst) continue;
-        const std::string ds = group + t.name;
-        const int64_t off = h5_read_attr_i64(f, ds, "logical_offset");
-        auto bad = [&](int64_t n, int64_t of) {
-          fail("checkpoint file '", f.path(), "' dataset ", ds, " (", n, " elements at offset ",
-               off, ") does not fit ", t.name, "'s ", of);
-        };
-        int64_t n = 0;
-        if (!h5_attr_exists(f, ds, "slice")) {  // a piece of the whole tensor
-          const int64_t room = off >= 0 && off <= t.numel ? t.numel - off : -1;
-          n = h5_read_f32_into(f, ds, dst + t.offset + std::max<int64_t>(off, 0), room);
-          if (n > room) bad(n, t.numel);
-        } else {  // a piece of a slice: scattered into the tensor run by run
-          const std::vector<int64_t> sl = h5_read_attr_i64s(f, ds, "slice");
-          const int64_t rows = view_rows(t.shape), cols = view_cols(t.shape);
-          if (sl.size() != 4 || sl[0] < 0 || sl[1] < 0 || sl[2] < 1 || sl[3] < 1 ||
-              sl[0] + sl[2] > rows || sl[1] + sl[3] > cols)
-            fail("checkpoint file '", f.path(), "' dataset ", ds, " has a slice outside ", t.name);
-          const int64_t slice_numel = sl[2] * sl[3];
-          const int64_t room = off >= 0 && off <= slice_numel ? slice_numel - off : -1;
-          piece.resize(std::max<int64_t>(room, 1));
-          n = h5_read_f32_into(f, ds, piece.data(), room);
-          if (n > room) bad(n, slice_numel);
-          for_slice_runs(sl, cols, off, n, [&](int64_t k, int64_t at, int64_t len) {
-            std::copy(piece.begin() + k, piece.begin() + k + len, dst + t.offset + at);
-          });
-        }
-        if (dst == p) covered += n;
-      }
-    }
-    if (covered != t.numel)
-      fail("checkpoint '", step_dir, "' holds ", covered, " of the ", t.numel, " elements of ",
-           t.name);
+    for (auto [group, dst] : {std::pair{"params/", p}, std::pair{"optim/exp_avg/", m},
+                              std::pair{"optim/exp_avg_sq/", v}})
+      if (dst) read_checkpoint_tensor(files, group, t, dst + t.offset, step_dir);
   }
 }
 

@@ -25,6 +25,8 @@
 
 namespace zt {
 
+class H5File;
+
 struct TrainState {
   int64_t step = 0;      // completed optimizer steps
   int64_t tokens = 0;    // tokens trained on
@@ -104,6 +106,12 @@ using UnitSink = std::function<void(int unit, const std::vector<float>& params,
                                     const std::vector<float>* m, const std::vector<float>* v)>;
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      const UnitSink& sink, bool moments, TrainState* st, bool verify = true);
+
+// The whole tensor p (of the whole-model table) of `group` ("params/", "optim/exp_avg/",
+// "optim/exp_avg_sq/") into dst[p.numel], from the pieces in a checkpoint's rank files, whatever
+// layout wrote them; throws naming the checkpoint unless they cover it exactly once.
+void read_checkpoint_tensor(std::vector<H5File>& files, const std::string& group,
+                            const ParamSpec& p, float* dst, const std::string& step_dir);
 
 // The model config stored with a checkpoint (step directory, checkpoint root or exported .h5).
 ModelConfig checkpoint_model_config(const std::string& path);

@@ -25,10 +25,11 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; this writer copies host floats as they are");
 
-// The checkpoint's rank files, opened once; every tensor is assembled from the pieces they hold.
+// The checkpoint's rank files, opened once; every tensor is assembled from the pieces they hold
+// (read_checkpoint_tensor: any layout, any tensor-parallel slicing).
 struct ShardSources {
   std::string step_dir;
-  std::vector<H5File> files;
+  mutable std::vector<H5File> files;
 };
 
 ShardSources open_sources(const std::string& step_dir, const nlohmann::json& manifest) {
@@ -40,41 +41,9 @@ ShardSources open_sources(const std::string& step_dir, const nlohmann::json& man
   return s;
 }
 
-// The full tensor `p` (flattened, row-major): every rank file's piece of /params/<name> is copied
-// to its logical offset; together the pieces must cover the tensor.
 std::vector<float> read_full_param(const ShardSources& src, const ParamSpec& p) {
-  const std::string ds = "params/" + p.name;
-  std::vector<float> full;
-  std::vector<std::pair<int64_t, int64_t>> pieces;  // [begin, end) element ranges found
-  for (const H5File& f : src.files) {
-    if (!h5_exists(f, ds)) continue;
-    const int64_t off =
-        h5_attr_exists(f, ds, "logical_offset") ? h5_read_attr_i64(f, ds, "logical_offset") : 0;
-    std::vector<float> x = h5_read_f32(f, ds);
-    const int64_t n = (int64_t)x.size();
-    if (off < 0 || off + n > p.numel)
-      fail("checkpoint file '", f.path(), "' dataset ", ds, " (", n, " elements at offset ", off,
-           ") lies outside the parameter's ", p.numel, " elements");
-    if (n == p.numel && h5_shape(f, ds) != p.shape)
-      fail("checkpoint file '", f.path(), "' dataset ", ds, " has shape ",
-           shape_str(h5_shape(f, ds)), ", expected ", shape_str(p.shape));
-    if (n == p.numel && full.empty()) {
-      full = std::move(x);  // the common case: one file holds the whole tensor
-    } else {
-      full.resize(p.numel);
-      std::copy(x.begin(), x.end(), full.begin() + off);
-    }
-    pieces.emplace_back(off, off + n);
-  }
-  std::sort(pieces.begin(), pieces.end());
-  int64_t covered = 0;  // pieces may overlap (replicated copies) but must leave no gap
-  for (const auto& [b, e] : pieces) {
-    if (b > covered) break;
-    covered = std::max(covered, e);
-  }
-  if (covered < p.numel)
-    fail("checkpoint '", src.step_dir, "' does not hold all of ", p.name, " (elements ", covered,
-         " to ", p.numel, " are in no rank file)");
+  std::vector<float> full(p.numel);
+  read_checkpoint_tensor(src.files, "params/", p, full.data(), src.step_dir);
   return full;
 }
 

@@ -9,6 +9,9 @@
 //             1 for the head), each in flight while the weight gradients that do not need it run;
 //   the loss  the vocabulary-parallel cross-entropy's row stats: one all-gather of
 //             (max, sum-exp, target logit, found) per token, never the full logits.
+// With sequence parallelism each all-reduce of an activation becomes a reduce-scatter to the
+// rank's tokens and the column-parallel layers' inputs an all-gather of them (forward; backward
+// the reverse), plus an all-reduce of each norm gain's gradient.
 // Every operation goes through the Communicator (asynchronous, its bytes counted) and shows on the
 // trace's communication track.
 #pragma once
@@ -22,6 +25,8 @@ class TensorParallel : public TensorParallelHook {
   explicit TensorParallel(Communicator& tp) : tp_(tp) {}
   TpWait sum_partial(TpPoint where, int layer, float* x, int64_t n) override;
   void gather(const float* mine, int64_t n, float* all) override;
+  TpWait gather_rows(TpPoint where, int layer, const float* local, int64_t n, float* full) override;
+  TpWait sum_rows(TpPoint where, int layer, const float* full, float* local, int64_t n) override;
 
  private:
   Communicator& tp_;

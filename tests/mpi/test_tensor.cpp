@@ -5,9 +5,12 @@
 //    the same tokens: the loss, every residual-stream activation, and each rank's gradient slice
 //    against the same slice of the whole model's gradients. Covers every split layer: column and
 //    row matmuls, the vocabulary-parallel embedding, tied and untied heads, the vocabulary-parallel
-//    cross-entropy, the MoE gates' gradient sum.
+//    cross-entropy, the MoE gates' gradient sum; with sequence parallelism (each rank's rows of the
+//    residual stream against the same rows of the whole model's), and a microbatch whose token
+//    count tp does not divide (it runs unsplit).
 //  - Training: 20 steps of tp x dp with the ZeRO engine against one process with grad-accum = dp
-//    (every stage at tp2 x dp2, bf16, untied head, capacity dropping): losses and gradient norms
+//    (every stage at tp2 x dp2, bf16, untied head, capacity dropping, sequence parallelism):
+//    losses and gradient norms
 //    at every step to 1e-5 relative; the final parameters' updates to 3e-4 relative (L2 of the
 //    difference over the L2 of the reference's update; measured up to 1.1e-4: Adam makes a
 //    near-zero gradient's sign, which the forward's other summation order can flip, a step of lr,
@@ -75,7 +78,7 @@ double max_rel_err(const std::vector<float>& a, const std::vector<float>& b) {
   return worst / scale;
 }
 
-void check_layers(int tp, bool untie, double capacity) {
+void check_layers(int tp, bool untie, double capacity, bool sp, int B) {
   ProcessGrid grid(world(), tp, 1, 1);
   ModelConfig cfg = tp_config();
   cfg.untie_embeddings = untie;
@@ -83,7 +86,8 @@ void check_layers(int tp, bool untie, double capacity) {
   TensorParallel hook(grid.tp());
   Model whole(cfg, 5), split(cfg, 5, true, {tp, grid.coord().tp});
   split.tp = &hook;
-  const int B = 3, T = cfg.seq_len;
+  split.sequence_parallel = sp;
+  const int T = cfg.seq_len;
   std::vector<int32_t> tok((size_t)B * (T + 1));
   for (int b = 0; b < B; ++b) sample(b + 7, T, cfg.vocab, &tok[b * (T + 1)]);
   ModelRun rw(whole), rs(split);
@@ -92,13 +96,17 @@ void check_layers(int tp, bool untie, double capacity) {
   const LossParts lw = rw.forward(tok.data(), B, T), ls = rs.forward(tok.data(), B, T);
   rw.backward(0.7f);
   rs.backward(0.7f);
-  const std::string what = cat("tp ", tp, untie ? " untied" : " tied", " capacity ", capacity);
+  const std::string what = cat("tp ", tp, untie ? " untied" : " tied", " capacity ", capacity,
+                               sp ? " sequence parallel" : "", " B ", B);
+  const Acts& as = rs.acts;  // under sequence parallelism the rank's rows of the residual stream
+  EXPECT_EQ(as.sp, sp && (B * T) % tp == 0) << what;
   EXPECT_LT(rel(ls.ce, lw.ce), 1e-6) << what;
   EXPECT_LT(rel(ls.aux, lw.aux), 1e-6) << what;
   EXPECT_EQ(ls.dropped, lw.dropped) << what;
-  const int64_t Nd = (int64_t)B * T * cfg.model_dim;
+  const int64_t Rd = (int64_t)as.rows * cfg.model_dim, off = (int64_t)as.row0 * cfg.model_dim;
   for (int i = 0; i <= cfg.layers; ++i) {
-    std::vector<float> a(rs.hidden(i), rs.hidden(i) + Nd), b(rw.hidden(i), rw.hidden(i) + Nd);
+    std::vector<float> a(rs.hidden(i), rs.hidden(i) + Rd);
+    std::vector<float> b(rw.hidden(i) + off, rw.hidden(i) + off + Rd);
     EXPECT_LT(max_rel_err(a, b), 1e-5) << what << ": hidden " << i;
   }
   for (int u = 0; u < split.table.num_units(); ++u) {
@@ -112,7 +120,11 @@ TEST(TensorParallel, SplitLayersMatchTheWholeModel) {
   if (tp_sizes().empty()) GTEST_SKIP() << "needs 2 or 4 ranks";
   for (int tp : tp_sizes())
     for (bool untie : {false, true})
-      for (double capacity : {0.0, 1.0}) check_layers(tp, untie, capacity);
+      for (double capacity : {0.0, 1.0}) {
+        check_layers(tp, untie, capacity, false, 3);
+        check_layers(tp, untie, capacity, true, 4);  // 28 tokens: split over the sequence
+      }
+  check_layers(2, false, 1.0, true, 3);  // 21 tokens tp does not divide: runs unsplit
 }
 
 struct Case {
@@ -121,6 +133,7 @@ struct Case {
   double capacity = 0;
   DType precision = DType::fp32;
   double tol = 1e-5;
+  bool sp = false;
 };
 
 void run_training(const Case& k) {
@@ -129,7 +142,7 @@ void run_training(const Case& k) {
   ModelConfig cfg = tp_config();
   cfg.untie_embeddings = k.untie;
   cfg.capacity_factor = k.capacity;
-  const int B = 2, T = cfg.seq_len, steps = 20;
+  const int B = 4, T = cfg.seq_len, steps = 20;  // 28 tokens: tp 2 and 4 split the sequence
   const int64_t G = (int64_t)B * dp;
   AdamWConfig ac;
   ac.weight_decay = 0.1f;
@@ -138,6 +151,7 @@ void run_training(const Case& k) {
   TensorParallel hook(grid.tp());
   Model model(cfg, 42, true, {k.tp, grid.coord().tp});
   model.tp = &hook;
+  model.sequence_parallel = k.sp;
   ZeroOptions zo;
   zo.stage = k.stage, zo.precision = k.precision;
   ZeroEngine engine(model, grid, zo);
@@ -150,7 +164,7 @@ void run_training(const Case& k) {
   std::vector<int32_t> tok((size_t)B * (T + 1));
   const std::string what =
       cat("tp ", k.tp, " dp ", dp, " stage ", k.stage, " ", dtype_name(k.precision),
-          k.untie ? " untied" : "", k.capacity > 0 ? " capacity" : "");
+          k.untie ? " untied" : "", k.capacity > 0 ? " capacity" : "", k.sp ? " sp" : "");
   for (int s = 0; s < steps; ++s) {
     const double lr = lr_at(s, 3e-3, 3e-4, 2, steps);
     ref.zero_grads();
@@ -215,6 +229,7 @@ TEST(TensorParallel, TrainingMatchesOneProcess) {
   if (n != 2 && n != 4) GTEST_SKIP() << "needs 2 or 4 ranks";
   run_training({n, 0});  // every rank in one tp group
   run_training({n, 3, true, 1.0});
+  run_training({n, 2, false, 1.0, DType::fp32, 1e-5, /*sp=*/true});
   if (n == 4)  // tp 2 x dp 2 at every stage
     for (int stage : {0, 1, 2, 3}) run_training({2, stage});
   run_training({2, 1, false, 0, DType::bf16, 3e-2});

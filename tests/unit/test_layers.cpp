@@ -94,6 +94,14 @@ struct RecordingHook : TensorParallelHook {
     return {};
   }
   void gather(const float* mine, int64_t n, float* all) override { std::copy(mine, mine + n, all); }
+  TpWait gather_rows(TpPoint, int, const float*, int64_t, float*) override {
+    ADD_FAILURE() << "no sequence parallelism here";
+    return {};
+  }
+  TpWait sum_rows(TpPoint, int, const float*, float*, int64_t) override {
+    ADD_FAILURE() << "no sequence parallelism here";
+    return {};
+  }
 };
 
 TEST(Layers, TensorParallelHookSeesEverySumOfTheLayout) {
