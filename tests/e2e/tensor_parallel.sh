@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tensor parallelism as a user runs it: mpirun with --tp (and --sequence-parallel, and tp x dp at
 # ZeRO stage 3) reproduces the single process with the same global batch (losses within 1e-5
-# relative); the metrics name the layout and count the tp collectives, the trace shows them on
+# relative), and with NVMe offload the in-memory run exactly; the metrics name the layout and count the tp collectives, the trace shows them on
 # the communication track; a tp checkpoint resumes without tp and a checkpoint written without tp
 # resumes under it, both equal to the uninterrupted run; its export equals the export of the
 # same steps trained without tp; bad tp flags are one line each.
@@ -16,6 +16,8 @@ run 2 "$WORK/tp2.log" --tp 2 --grad-accum 2 --metrics "$WORK/tp2.jsonl" --trace 
 run 2 "$WORK/sp.log" --tp 2 --sequence-parallel on --grad-accum 2 --metrics "$WORK/sp.jsonl"
 run 4 "$WORK/z3.log" --tp 2 --zero-stage 3 --metrics "$WORK/z3.jsonl" --ckpt-dir "$WORK/ckpt" --ckpt-every 4
 grep -q "dp 2 x tp 2" "$WORK/z3.log" || fail "the start line does not give the layout: $(head -n 1 "$WORK/z3.log")"
+run 4 "$WORK/off.log" --tp 2 --zero-stage 3 --offload-optimizer nvme --offload-params nvme \
+  --nvme-dir "$WORK/nvme" --nvme-buffer-mb 4 --metrics "$WORK/off.jsonl"
 
 python3 - "$WORK" <<'PY' || fail "tensor-parallel losses, metrics or trace wrong"
 import json, sys, os
@@ -28,6 +30,7 @@ for f in ['tp2.jsonl', 'sp.jsonl', 'z3.jsonl']:
     worst = max(abs(a - b) / b for a, b in zip(got, ref))
     assert len(got) == len(ref) == 8 and worst <= 1e-5, f'{f}: {worst}'
     print(f'{f} vs single process: {worst:.1e}')
+assert loss(rows('off.jsonl')) == loss(rows('z3.jsonl')), 'tp with NVMe offload differs from in memory'
 last = [o for o in rows('z3.jsonl') if 'loss' in o][-1]
 assert last['layout'] == {'world': 4, 'dp': 2, 'tp': 2, 'pp': 1, 'ep': 1, 'zero_stage': 3}, last['layout']
 tp = [o for o in rows('tp2.jsonl') if 'loss' in o][-1]
