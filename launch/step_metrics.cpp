@@ -1,6 +1,7 @@
 // step_metrics.cpp: the metrics line of a step and its progress figures (step_metrics.h).
 #include "launch/step_metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -54,6 +55,17 @@ nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
           {"exposed_ms", exposed_ms}};
 }
 
+// pipeline: the fraction of the step's forward and backward passes each stage sat idle waiting for
+// its neighbours (rank 0's stage as "bubble", every stage's in "stages"). Collective over pp.
+nlohmann::json pipeline_json(TrainRun& run, const StepRecord& r, const char* schedule) {
+  const std::vector<double> b =
+      gather_values(run.grid->pp(), std::vector<double>{r.wait_ms / std::max(r.passes_ms, 1e-9)});
+  return {{"bubble", b[run.grid->coord().pp]},
+          {"stages", b},
+          {"wait_ms", r.wait_ms},
+          {"schedule", schedule}};
+}
+
 double step_tokens(const TrainRun& run) {
   return (double)run.samples_per_step * run.o.model.seq_len;
 }
@@ -81,6 +93,8 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
                     {"io_busy_ms", r.io.busy_ms},
                     {"io_wait_ms", r.stats.io_wait_ms},
                     {"optimizer_ms", r.optimizer_ms}};
+  if (const char* schedule = run.step->schedule_name())
+    j["pipeline"] = pipeline_json(run, r, schedule);
   if (std::isfinite(r.val_loss)) j["val_loss"] = r.val_loss;
   if (run.o.precision == "fp16") {
     j["loss_scale"] = r.stats.loss_scale;

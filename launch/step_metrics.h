@@ -18,7 +18,8 @@ struct StepRecord {
   int64_t dropped = 0;
   StepStats stats;  // the engine's: gradient norm, exposed ms, fp16 loss scale
   double step_ms = 0, optimizer_ms = 0;
-  CommStats comm;         // bytes this rank sent in the step
+  double passes_ms = 0, wait_ms = 0;  // forward and backward; of them waiting on pipeline p2p
+  CommStats comm;                     // bytes this rank sent in the step
   StoreCounters io;       // this rank's traffic with its shard file in the step (NVMe offload)
   double val_loss = NAN;  // when the step ran an evaluation
 };

@@ -2,6 +2,8 @@
 #include "launch/train_options.h"
 
 #include "model/params.h"
+#include "parallel/pipeline/schedule.h"
+#include "parallel/pipeline/stages.h"
 #include "runtime/error.h"
 
 namespace zt {
@@ -73,7 +75,13 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("sequence-parallel", po::value(&o.sequence_parallel)->default_value(o.sequence_parallel),
        "with --tp: norms and residual stream split over the sequence: on|off")  //
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")   //
-      ("ep", po::value(&o.ep)->default_value(o.ep), "expert-parallel size")     //
+      ("pp-split", po::value(&o.pp_split),
+       "blocks per pipeline stage, e.g. 2,1,1 (default: balanced by FLOPs)")  //
+      ("pp-schedule", po::value(&o.pp_schedule)->default_value(o.pp_schedule),
+       "pipeline schedule: 1f1b|interleaved|zb")  //
+      ("virtual-stages", po::value(&o.virtual_stages)->default_value(o.virtual_stages),
+       "with --pp-schedule interleaved: model chunks per stage")             //
+      ("ep", po::value(&o.ep)->default_value(o.ep), "expert-parallel size")  //
       ("overlap", po::value(&o.overlap)->default_value(o.overlap),
        "overlap communication: on|off")  //
       ("bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
@@ -126,6 +134,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_range(vm, "zero-stage", 0, 3);
   require_min(vm, "tp", 1);
   require_min(vm, "pp", 1);
+  require_choice(vm, "pp-schedule", {"1f1b", "interleaved", "zb"});
+  require_min(vm, "virtual-stages", 1);
   require_min(vm, "ep", 1);
   require_choice(vm, "overlap", {"on", "off"});
   require_range(vm, "bucket-mb", 0.001, 1e6);
@@ -149,11 +159,23 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.sequence_parallel == "on" && ((int64_t)o.micro_batch * o.model.seq_len) % o.tp != 0)
     fail("--sequence-parallel on needs --micro-batch x --seq-len (",
          (int64_t)o.micro_batch * o.model.seq_len, " tokens) divisible by --tp ", o.tp);
+  // How the blocks and the microbatches fit the pipeline (whether pp fits the world: below).
+  if (o.pp == 1 && (o.virtual_stages > 1 || !o.pp_split.empty()))
+    fail(o.virtual_stages > 1 ? "--virtual-stages" : "--pp-split", " needs --pp > 1");
+  if (o.pp > 1) {
+    const std::vector<int> split = parse_pp_split(o.pp_split);
+    if (const std::string e = pipeline_layout_error(o.model, o.pp, o.virtual_stages, split);
+        !e.empty())
+      fail(e);
+    if (const std::string e = pipe_schedule_error(pipe_schedule_from_name(o.pp_schedule), o.pp,
+                                                  o.grad_accum, o.virtual_stages);
+        !e.empty())
+      fail(e);
+  }
 
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
-  if (o.pp > 1) not_yet("--pp > 1 (pipeline parallelism)");
   if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
   if (o.offload_params != "none" && o.zero_stage != 3)

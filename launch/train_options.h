@@ -21,6 +21,8 @@ struct TrainOptions {
   std::string precision = "fp32";
   int zero_stage = 0, tp = 1, pp = 1, ep = 1;
   std::string sequence_parallel = "off";
+  std::string pp_split, pp_schedule = "1f1b";  // --pp-split "2,1,1" ("" = balanced by FLOPs)
+  int virtual_stages = 1;
   std::string overlap = "on";
   double bucket_mb = 25;
   int prefetch_layers = 1;

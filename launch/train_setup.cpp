@@ -15,6 +15,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// "4 stages x 2 chunks, blocks 2+2+2+2, schedule interleaved".
+std::string describe(const PipelineLayout& p, const TrainOptions& o) {
+  std::string blocks;
+  for (int s = 0; s < p.stages; ++s) {
+    if (s) blocks += '+';
+    blocks += std::to_string(p.blocks_of(s));
+  }
+  return cat(p.stages, " stages", p.chunks > 1 ? cat(" x ", p.chunks, " chunks") : std::string(),
+             ", blocks ", blocks, ", schedule ", o.pp_schedule, ", ", o.grad_accum,
+             " microbatches per step");
+}
+
 struct DataPaths {
   std::string train, val;
 };
@@ -63,8 +75,14 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (!paths.val.empty()) r.val = read_token_file(paths.val, mc.vocab);
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
+  // A pipeline stage holds its own layers' units (parallel/pipeline/stages.h).
   const TensorSlice slice{o.tp, r.grid->coord().tp};
-  r.model = std::make_unique<Model>(mc, o.seed, /*with_grads=*/true, slice);
+  std::vector<bool> owned;
+  if (o.pp > 1) {
+    r.pipe = make_pipeline_layout(mc, o.pp, o.virtual_stages, parse_pp_split(o.pp_split));
+    owned = stage_units(r.pipe, build_param_table(mc, slice), mc, r.grid->coord().pp);
+  }
+  r.model = std::make_unique<Model>(mc, o.seed, /*with_grads=*/true, slice, owned);
   if (o.tp > 1) {
     r.tp = std::make_unique<TensorParallel>(r.grid->tp());
     r.model->tp = r.tp.get();
@@ -74,7 +92,9 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
     r.store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
   const ZeroOptions zo = zero_options(o, r.store.get());
   r.engine = std::make_unique<ZeroEngine>(*r.model, *r.grid, zo);
-  r.step = make_data_parallel_step(*r.model, *r.engine, *r.grid);
+  r.step = o.pp > 1 ? make_pipeline_step(*r.model, *r.engine, *r.grid, r.pipe,
+                                         pipe_schedule_from_name(o.pp_schedule))
+                    : make_data_parallel_step(*r.model, *r.engine, *r.grid);
 
   const GridLayout& g = r.grid->layout();
   r.layout = {{"world", g.world}, {"dp", g.dp}, {"tp", g.tp},
@@ -93,10 +113,13 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (r.rank0()) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
-        "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s), ZeRO stage %d, %s\n",
+        "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s x pp %d), ZeRO stage "
+        "%d, %s\n",
         (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.tokens.size(),
         (long long)r.samples_per_step, mc.seq_len, ctx.world(), g.dp, g.tp,
-        r.model->sequence_parallel ? ", sequence parallel" : "", o.zero_stage, o.precision.c_str());
+        r.model->sequence_parallel ? ", sequence parallel" : "", g.pp, o.zero_stage,
+        o.precision.c_str());
+    if (o.pp > 1) std::printf("zerotrain train: pipeline %s\n", describe(r.pipe, o).c_str());
     if (r.store)
       std::printf("zerotrain train: offloading%s%s to %s (%g MB resident at most)\n",
                   zo.optim_in_store ? " optimizer state" : "",
@@ -119,7 +142,7 @@ void resume_training(TrainRun& r) {
       from, o.model, build_param_table(o.model),  // the whole tensors; each rank takes its slice
       [&](int u, const std::vector<float>& p, const std::vector<float>* m,
           const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
-      true, &r.state, /*verify=*/o.resume != "auto");
+      true, &r.state, /*verify=*/o.resume != "auto", r.model->owned);
   if (r.rank0())
     std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
                 (long long)r.state.step);
@@ -137,11 +160,15 @@ double validation_loss(TrainRun& r) {
 void checkpoint_training(TrainRun& r) {
   // Unit by unit: the ranks of each unit's group exchange just the pieces each one writes
   // (all_to_all), so a rank holds and receives about 1/dp of its slice of one unit at a time. One
-  // rank of each tensor-parallel group writes the parameters tp does not split.
+  // rank of each tensor-parallel group writes the parameters tp does not split; a pipeline stage
+  // writes its own units (the embedding: the first stage, not the tied head's replica).
   std::vector<float> up, um, uv;
+  const bool first_stage = r.grid->coord().pp == 0;
   save_checkpoint(
       *r.world, r.o.ckpt_dir, r.o.model, r.model->table,
       [&](int u) {
+        if (!r.model->owns(u) || (u == r.model->embed_unit && !first_stage))
+          return UnitState{nullptr, nullptr, nullptr, true, 1, 0, /*held=*/false};
         const PieceSplit s = r.engine->checkpoint_pieces(u, up, um, uv);
         return UnitState{up.data(), um.data(), uv.data(), true, s.parts, s.index};
       },

@@ -15,6 +15,7 @@
 #include "offload/checkpoint.h"
 #include "offload/shard_store.h"
 #include "parallel/grid.h"
+#include "parallel/pipeline/pipeline_step.h"
 #include "parallel/step/train_step.h"
 #include "parallel/tensor/tensor_parallel.h"
 #include "parallel/zero/engine.h"
@@ -32,6 +33,7 @@ struct TrainRun {
   TokenFile train, val;  // val empty without validation data
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TensorParallel> tp;  // the model's tensor-parallel hook (tp > 1)
+  PipelineLayout pipe;                 // the stages' layers (pp > 1)
   std::unique_ptr<Model> model;
   std::unique_ptr<ShardStore> store;  // NVMe offload only
   std::unique_ptr<ZeroEngine> engine;

@@ -42,6 +42,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
       return batch.data();
     };
     const StepLosses losses = r.step->run(o.grad_accum, microbatch, B, T);
+    rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
     const bool stop = any_rank(*r.world, stop_requested());  // SIGTERM / SIGUSR1 on any rank
     if (!std::isfinite(losses.ce))
       fail("loss became ", losses.ce, " at step ", step + 1, " (try a lower --lr)");

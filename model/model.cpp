@@ -14,8 +14,9 @@ const ModelConfig& validated(const ModelConfig& c) {
 }
 }  // namespace
 
-Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice tp)
-    : cfg(validated(c)), slice(tp), table(build_param_table(c, tp)) {
+Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice tp,
+             std::vector<bool> own)
+    : cfg(validated(c)), slice(tp), table(build_param_table(c, tp)), owned(std::move(own)) {
   const int n = tp.size;
   dims = {c.heads / n,
           c.model_dim / n,
@@ -25,11 +26,14 @@ Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice t
           c.vocab / n,
           c.vocab / n * tp.rank};
   const int U = table.num_units();
+  if (owned.empty()) owned.assign(U, true);
+  ZT_CHECK((int)owned.size() == U, "owned units: ", owned.size(), " of ", U);
   own_params_.resize(U);
   own_grads_.resize(U);
-  unit_params.resize(U);
+  unit_params.resize(U, nullptr);
   unit_grads.resize(U, nullptr);
   for (int u = 0; u < U; ++u) {
+    if (!owned[u]) continue;
     own_params_[u].reset(table.unit_numel(u), MemCategory::params);
     unit_params[u] = own_params_[u].data();
     init_unit_params(unit_params[u], table, u, seed);

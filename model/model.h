@@ -58,9 +58,15 @@ struct Model {
   // microbatch whose token count tp does not divide runs without it).
   bool sequence_parallel = false;
 
-  // Allocates this slice's parameters and gradients (tracked) and initialises them from seed per
-  // SPEC, each element by its index in the whole tensor.
-  Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true, TensorSlice slice = {});
+  // The units this rank holds (a pipeline stage holds its layers' units); the others have no
+  // storage and null views. All of them by default.
+  std::vector<bool> owned;
+  bool owns(int unit) const { return owned[unit]; }
+
+  // Allocates this slice's parameters and gradients (tracked) of the units in `owned` (empty: all)
+  // and initialises them from seed per SPEC, each element by its index in the whole tensor.
+  Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true, TensorSlice slice = {},
+        std::vector<bool> owned = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 

@@ -124,6 +124,7 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
     for (int u = 0; u < table.num_units(); ++u) {
       hasher.wait_idle();  // the previous unit's data may go now
       const UnitState us = state(u);
+      if (!us.held) continue;
       int64_t next = 0;  // with us.pieces: where the next parameter's piece starts
       for (const ParamSpec& p : table.params) {
         if (p.unit != u) continue;
@@ -366,10 +367,9 @@ void read_checkpoint_tensor(std::vector<H5File>& files, const std::string& group
 
 namespace {
 
-// Unit u's tensors from every rank file (each holds a piece of every tensor at its logical offset;
-// together they cover it) into p, m, v (numel of the unit each; m and v may be null).
-// Unit u's tensors (of the whole-model table) into p, m, v (the unit's logical buffer each; m and
-// v may be null).
+// Unit u's tensors (of the whole-model table) from the rank files (each holds pieces at their
+// logical offsets; together they cover every tensor) into p, m, v (the unit's logical buffer
+// each; m and v may be null).
 void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
                float* v, const std::string& step_dir) {
   for (const ParamSpec& t : table.params) {
@@ -430,12 +430,14 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
 }
 
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     const UnitSink& sink, bool moments, TrainState* st, bool verify) {
+                     const UnitSink& sink, bool moments, TrainState* st, bool verify,
+                     const std::vector<bool>& units) {
   read_checkpoint(
       step_dir, cfg, st,
       [&](std::vector<H5File>& files) {
         std::vector<float> up, um, uv;  // one unit at a time
         for (int u = 0; u < table.num_units(); ++u) {
+          if (!units.empty() && !units[u]) continue;
           up.assign(table.unit_numel(u), 0.0f);
           um.assign(moments ? table.unit_numel(u) : 0, 0.0f);
           uv.assign(moments ? table.unit_numel(u) : 0, 0.0f);

@@ -48,6 +48,7 @@ struct UnitState {
   const float *p, *m, *v;
   bool pieces = false;
   int parts = 1, index = 0;
+  bool held = true;  // false: another rank writes this unit (a pipeline stage holds only its own)
 };
 using UnitSource = std::function<UnitState(int unit)>;
 // A source over whole-model vectors (one process holding everything).
@@ -104,8 +105,10 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
 // throws (after some units may have been handed over: discard them).
 using UnitSink = std::function<void(int unit, const std::vector<float>& params,
                                     const std::vector<float>* m, const std::vector<float>* v)>;
+// `units` ([units], empty: all): the units to read (a pipeline stage reads its own).
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
-                     const UnitSink& sink, bool moments, TrainState* st, bool verify = true);
+                     const UnitSink& sink, bool moments, TrainState* st, bool verify = true,
+                     const std::vector<bool>& units = {});
 
 // The whole tensor p (of the whole-model table) of `group` ("params/", "optim/exp_avg/",
 // "optim/exp_avg_sq/") into dst[p.numel], from the pieces in a checkpoint's rank files, whatever

@@ -6,7 +6,7 @@
 namespace zt {
 
 const char* group_kind_name(GroupKind g) {
-  static const char* names[] = {"world", "tp", "dp", "pp", "ep", "edp"};
+  static const char* names[] = {"world", "tp", "dp", "pp", "ep", "edp", "embed"};
   return names[(int)g];
 }
 
@@ -28,6 +28,7 @@ int GridLayout::group_size(GroupKind g) const {
     case GroupKind::pp: return pp;
     case GroupKind::ep: return ep;
     case GroupKind::edp: return edp();
+    case GroupKind::embed: return pp > 1 ? 2 : 1;  // the first and last stages' groups
     case GroupKind::count: break;
   }
   return 0;
@@ -55,6 +56,14 @@ std::vector<int> GridLayout::group_ranks(GroupKind g, int rank) const {
     case GroupKind::edp:  // dp indices with the same dp_i % ep
       for (int i = 0; i < edp(); ++i) out.push_back(rank_of(c.tp, i * ep + c.ep, c.pp));
       break;
+    case GroupKind::embed:
+      if (pp > 1 && (c.pp == 0 || c.pp == pp - 1)) {
+        out.push_back(rank_of(c.tp, c.dp, 0));
+        out.push_back(rank_of(c.tp, c.dp, pp - 1));
+      } else {
+        out.push_back(rank);
+      }
+      break;
     case GroupKind::count: break;
   }
   return out;
@@ -69,6 +78,7 @@ int GridLayout::group_rank(GroupKind g, int rank) const {
     case GroupKind::pp: return c.pp;
     case GroupKind::ep: return c.ep;
     case GroupKind::edp: return c.edp;
+    case GroupKind::embed: return pp > 1 && c.pp == pp - 1 ? 1 : 0;
     case GroupKind::count: break;
   }
   return 0;
@@ -83,6 +93,8 @@ int GridLayout::group_id(GroupKind g, int rank) const {
     case GroupKind::pp: return c.tp + tp * c.dp;
     case GroupKind::ep: return c.tp + tp * (c.edp + edp() * c.pp);
     case GroupKind::edp: return c.tp + tp * (c.ep + ep * c.pp);
+    case GroupKind::embed:  // the pair's (tp_i, dp_i); every other rank alone
+      return pp > 1 && (c.pp == 0 || c.pp == pp - 1) ? c.tp + tp * c.dp : world + rank;
     case GroupKind::count: break;
   }
   return 0;
@@ -129,7 +141,7 @@ ProcessGrid::ProcessGrid(Communicator& world, int tp, int pp, int ep)
     // Every rank takes part in every split, in the same order.
     groups_[g] =
         world.split(layout_.group_id(kind, r), layout_.group_rank(kind, r), group_kind_name(kind));
-    ZT_CHECK(groups_[g]->size() == layout_.group_size(kind) &&
+    ZT_CHECK(groups_[g]->size() == (int)layout_.group_ranks(kind, r).size() &&
                  groups_[g]->rank() == layout_.group_rank(kind, r),
              group_kind_name(kind), " group: size ", groups_[g]->size(), " rank ",
              groups_[g]->rank());

@@ -8,6 +8,9 @@
 //     pp   the pp ranks with the same (tp_i, dp_i)        pipeline stages
 //     ep   ep consecutive dp ranks: dp_i / ep fixed       expert parallel (experts split here)
 //     edp  the dp / ep ranks with the same dp_i % ep      expert data parallel (same experts)
+//     embed  the first and the last pipeline stage of a (tp_i, dp_i): the ranks holding the tied
+//            embedding (its gradient is summed between them); a rank of any other stage, or every
+//            rank when pp = 1, is a group of its own
 // ep divides dp: the experts are spread over ep ranks inside each data-parallel group, and the
 // ranks that hold the same experts reduce their gradients over edp.
 #pragma once
@@ -20,7 +23,7 @@
 
 namespace zt {
 
-enum class GroupKind : int { world = 0, tp, dp, pp, ep, edp, count };
+enum class GroupKind : int { world = 0, tp, dp, pp, ep, edp, embed, count };
 const char* group_kind_name(GroupKind g);
 
 struct GridCoord {
@@ -35,7 +38,7 @@ struct GridLayout {
 
   GridCoord coord(int rank) const;
   int rank_of(int tp_i, int dp_i, int pp_i) const { return tp_i + tp * (dp_i + dp * pp_i); }
-  int group_size(GroupKind g) const;
+  int group_size(GroupKind g) const;  // the size of every group of kind g (not embed)
   // The world ranks of `rank`'s group of kind g, in group-rank order; `rank` is at group_rank().
   std::vector<int> group_ranks(GroupKind g, int rank) const;
   int group_rank(GroupKind g, int rank) const;
@@ -70,6 +73,7 @@ class ProcessGrid {
   Communicator& pp() { return group(GroupKind::pp); }
   Communicator& ep() { return group(GroupKind::ep); }
   Communicator& edp() { return group(GroupKind::edp); }
+  Communicator& embed() { return group(GroupKind::embed); }
   Communicator& group(GroupKind g);
 
  private:

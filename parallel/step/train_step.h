@@ -38,6 +38,10 @@ class TrainStep {
   // end_evaluation().
   virtual LossParts evaluate(const int32_t* tokens, int B, int T) = 0;
   virtual void end_evaluation() = 0;
+  // A pipeline's schedule (nullptr without a pipeline), and the time this rank waited in the last
+  // run for the activations and gradients of its neighbours: its bubble.
+  virtual const char* schedule_name() const { return nullptr; }
+  virtual double wait_ms() const { return 0; }
 };
 
 std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine,

@@ -37,7 +37,7 @@ ZeroEngine::ZeroEngine(Model& model, ProcessGrid& grid, const ZeroOptions& opt)
   const DType cdt = opt.precision;
   const size_t es = dtype_size(cdt);
   const int U = model.table.num_units();
-  ZeroPlan plan = plan_zero(model.table, grid.layout(), grid.rank(), opt);
+  ZeroPlan plan = plan_zero(model.table, grid.layout(), grid.rank(), opt, model.owned);
   for (int u = 0; u < U; ++u) {
     auto un = std::make_unique<Unit>();
     ZeroUnitPlan& p = plan.units[u];
@@ -136,7 +136,7 @@ void ZeroEngine::wait_all(std::vector<Work>& ws) {
 
 void ZeroEngine::issue_gather(int u) {
   Unit& x = *units_[u];
-  if (opt_.stage < 3 || x.gather_issued) return;
+  if (opt_.stage < 3 || x.gather_issued || !model_.owns(u)) return;
   const DType cdt = opt_.precision;
   const UnitLayout& l = x.lay;
   if (x.sid[kParams] >= 0) {  // the shard comes from the store first
@@ -225,7 +225,7 @@ void ZeroEngine::on_grads_ready(int u) {
   Unit& x = *units_[u];
   const DType cdt = opt_.precision;
   const UnitLayout& l = x.lay;
-  const bool last_micro = micro_ == micro_total_ - 1;
+  const bool last_micro = per_step_ || micro_ == micro_total_ - 1;
   if (opt_.stage <= 1) {
     void* g = x.gwork.data();  // fp32: accumulated in place over the microbatches
     if (lowp()) {              // 16-bit: add this microbatch into the 16-bit gradient
@@ -276,10 +276,37 @@ void ZeroEngine::finish_reductions(int u) {
   model_.unit_grads[u] = nullptr;
 }
 
-void ZeroEngine::begin_step(int micro_batches) {
+// With a tied head on the last pipeline stage, the first and the last stage each hold the
+// embedding and each has the gradient of its own uses: after the dp reductions they add the two
+// (the same bits on both, so the replicas stay equal).
+void ZeroEngine::sum_tied_embedding() {
+  Communicator& pair = grid_.embed();
+  const int u = model_.embed_unit;
+  if (pair.size() == 1 || model_.cfg.untie_embeddings) return;  // no replica
+  ZT_CHECK(model_.owns(u), "a first or last pipeline stage without the tied embedding");
+  Unit& x = *units_[u];
+  const DType cdt = opt_.precision;
+  void* g = nullptr;
+  int64_t n = 0;
+  DType dt = DType::fp32;
+  if (opt_.stage >= 2) {
+    g = x.gacc.data(), n = x.lay.shard();
+  } else if (opt_.stage == 1) {
+    g = x.gshard.data(), n = x.lay.shard(), dt = cdt;
+  } else if (lowp()) {
+    g = x.g16.data(), n = x.lay.padded(), dt = cdt;
+  } else {
+    g = x.gwork.data(), n = x.lay.padded();
+  }
+  Work w = pair.all_reduce(g, g, (size_t)n, dt, ReduceOp::sum);
+  wait(w);
+}
+
+void ZeroEngine::begin_step(int micro_batches, bool per_step) {
   ZT_CHECK(micro_batches >= 1, "micro_batches ", micro_batches);
   micro_total_ = micro_batches;
   micro_ = 0;
+  per_step_ = per_step;
   exposed_ms_ = io_wait_ms_ = 0;
   if (opt_.store) opt_.store->check();
   for (auto& x : units_) {
@@ -319,9 +346,10 @@ bool ZeroEngine::grads_finite() {
 
 StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig& adamw,
                                   int64_t step) {
-  ZT_CHECK(micro_ == micro_total_, "finish_step after ", micro_, " of ", micro_total_,
+  ZT_CHECK(per_step_ || micro_ == micro_total_, "finish_step after ", micro_, " of ", micro_total_,
            " microbatches");
   for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
+  sum_tied_embedding();
   drop_all_shards();  // parameter shards read ahead but not gathered: the step rewrites them
   const DType cdt = opt_.precision;
   StepStats st;

@@ -73,7 +73,10 @@ class ZeroEngine {
   // One optimizer step = begin_step, micro_batches x (forward + backward through hooks(), with
   // the loss scaled by loss_scale(); end_microbatch), finish_step. Evaluation runs forward
   // passes through hooks() too, then release_gathered().
-  void begin_step(int micro_batches);
+  // per_step: every unit's grads_ready comes once, after its last microbatch (a pipeline stage
+  // accumulates its units' gradients over the step and reduces them once; end_microbatch is not
+  // called); otherwise once per microbatch.
+  void begin_step(int micro_batches, bool per_step = false);
   const UnitHooks& hooks() const { return hooks_; }
   void end_microbatch();
   // Waits for the reductions, clips to max_norm (0 = off), AdamW on this rank's part,
@@ -111,6 +114,7 @@ class ZeroEngine {
   std::vector<std::unique_ptr<Unit>> units_;
   UnitHooks hooks_;
   int micro_total_ = 1, micro_ = 0;
+  bool per_step_ = false;
   double exposed_ms_ = 0, io_wait_ms_ = 0;
   int64_t tile_ = 0;                // offload: elements per staged tile of the optimizer step
   std::vector<StagingSlot> slots_;  // offload: the tiles in flight (engine_unit.h)
@@ -134,6 +138,7 @@ class ZeroEngine {
   void use_backward(int u);
   void on_grads_ready(int u);
   void finish_reductions(int u);
+  void sum_tied_embedding();
   // offload (engine_offload.cpp)
   void define_store_arrays();
   void store_put(Unit& x, int a, const void* src);                  // whole array, synchronously

@@ -31,6 +31,7 @@ void ZeroEngine::define_store_arrays() {
   int64_t max_state = 0, max_shard_bytes = 0;
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& x = *units_[u];
+    if (!model_.owns((int)u)) continue;  // another pipeline stage's unit: nothing here
     auto def = [&](int a, DType dt) {
       x.sid[a] = st.define(cat("unit_", u, "/", array_name(a)), dt, x.state_len);
     };
@@ -44,9 +45,8 @@ void ZeroEngine::define_store_arrays() {
     max_shard_bytes = std::max(max_shard_bytes, x.lay.shard() * (int64_t)dtype_size(cdt));
   }
   // Bytes per element of one staged tile: every array of a unit that lives in the store.
-  int64_t bpe = 0;
-  for (int a = 0; a < kStateArrays; ++a)
-    if (units_[0]->sid[a] >= 0) bpe += a == kParams ? (int64_t)dtype_size(cdt) : 4;
+  int64_t bpe = opt_.params_in_store ? (int64_t)dtype_size(cdt) : 0;
+  if (opt_.optim_in_store) bpe += (lowp() ? 3 : 2) * 4;
   // The buffer is shared: parameter shards in flight for their all-gathers (with parameter
   // offload: up to max(--prefetch-layers, 1) of the largest at once), and the optimizer step's
   // staging slots, which are kept from step to step.

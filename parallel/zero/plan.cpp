@@ -7,7 +7,8 @@
 
 namespace zt {
 
-ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const ZeroOptions& opt) {
+ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const ZeroOptions& opt,
+                   const std::vector<bool>& owned) {
   ZT_CHECK(opt.stage >= 0 && opt.stage <= 3, "zero stage ", opt.stage);
   ZeroPlan plan;
   const int64_t es = (int64_t)dtype_size(opt.precision);
@@ -18,16 +19,19 @@ ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const 
     x.group = t.units[u].kind == UnitKind::experts ? GroupKind::edp : GroupKind::dp;
     x.group_rank = grid.group_rank(x.group, rank);
     const int n = grid.group_size(x.group), r = x.group_rank;
-    x.lay = make_unit_layout(t.unit_numel(u), n, bucket);
+    const bool held = owned.empty() || owned[u];
+    x.lay = make_unit_layout(held ? t.unit_numel(u) : 0, n, bucket);
     const UnitLayout& l = x.lay;
     x.state_len = opt.stage == 0 ? l.padded() : l.shard();
-    const bool owner = opt.stage > 0 || r == 0, tp_root = grid.coord(rank).tp == 0;
+    const GridCoord at = grid.coord(rank);
+    const bool replica = t.units[u].kind == UnitKind::embed && at.pp != 0;
+    const bool owner = held && !replica && (opt.stage > 0 || r == 0), tp_root = at.tp == 0;
     for (int c = 0; c < (opt.stage == 0 ? 1 : l.chunks()); ++c) {
       const int64_t pb = opt.stage == 0 ? 0 : l.piece_begin(c, r);
       const int64_t pe = opt.stage == 0 ? l.padded() : pb + l.piece(c);
       const int64_t sb = opt.stage == 0 ? 0 : l.shard_begin(c);
       for (const ParamSpec& p : t.params) {
-        if (p.unit != u) continue;
+        if (p.unit != u || !held) continue;
         const int64_t b = std::max(pb, p.offset), e = std::min(pe, p.offset + p.numel);
         const bool norm = owner && (p.numel != p.full_numel || tp_root);
         if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay, norm});

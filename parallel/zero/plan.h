@@ -43,7 +43,8 @@ struct UpdateRegion {
 
 // Which of this rank's part of a unit counts in the gradient norm, where every element must count
 // once over the world: a stage-0 unit only on rank 0 of its group (every rank holds all of it), a
-// parameter tensor parallelism does not split only on tp rank 0 (every tp rank holds it).
+// parameter tensor parallelism does not split only on tp rank 0 (every tp rank holds it), the
+// embedding only on the first pipeline stage (the last holds a replica for a tied head).
 enum class NormPart : uint8_t { all, none, regions };
 
 struct ZeroUnitPlan {
@@ -67,7 +68,9 @@ struct ZeroPlan {
   ZeroBytes bytes;
 };
 
+// `owned`: the units this rank holds ([units], empty: all); the others get no state. The
+// embedding's replica on the last pipeline stage (a tied head) is not counted in the norm.
 ZeroPlan plan_zero(const ParamTable& table, const GridLayout& grid, int rank,
-                   const ZeroOptions& opt);
+                   const ZeroOptions& opt, const std::vector<bool>& owned = {});
 
 }  // namespace zt

@@ -35,6 +35,11 @@ TEST(GridLayout, RankOrderIsTpThenDpThenPp) {
   EXPECT_EQ(l.group_rank(GroupKind::dp, 5), 2);
   EXPECT_EQ(l.group_rank(GroupKind::ep, 5), 0);
   EXPECT_EQ(l.group_rank(GroupKind::edp, 5), 1);
+  // embed: the first and last stage of the same (tp, dp) hold the tied embedding
+  EXPECT_EQ(l.group_ranks(GroupKind::embed, 5), (std::vector<int>{5, 21}));
+  EXPECT_EQ(l.group_ranks(GroupKind::embed, 21), (std::vector<int>{5, 21}));
+  EXPECT_EQ(l.group_rank(GroupKind::embed, 21), 1);
+  EXPECT_EQ(l.group_ranks(GroupKind::embed, 13), (std::vector<int>{13}));
 }
 
 // For every group kind: the groups partition the world, each rank sits at group_rank() in its
@@ -44,14 +49,17 @@ TEST(GridLayout, GroupsPartitionTheWorldForSeveralShapes) {
     int world, tp, pp, ep;
   };
   for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 1, 1, 2}, Shape{4, 2, 1, 1}, Shape{4, 1, 2, 1},
-                  Shape{8, 2, 2, 2}, Shape{12, 3, 1, 4}, Shape{16, 1, 1, 4}}) {
+                  Shape{8, 2, 2, 2}, Shape{12, 3, 1, 4}, Shape{16, 1, 1, 4}, Shape{12, 1, 3, 2},
+                  Shape{16, 2, 4, 1}}) {
     GridLayout l = make_layout(s.world, s.tp, s.pp, s.ep);
     for (int g = 0; g < (int)GroupKind::count; ++g) {
       auto kind = (GroupKind)g;
       std::set<int> seen;
       for (int r = 0; r < s.world; ++r) {
         std::vector<int> members = l.group_ranks(kind, r);
-        ASSERT_EQ((int)members.size(), l.group_size(kind)) << group_kind_name(kind);
+        if (kind != GroupKind::embed) {  // embed: pairs of first and last stage, others alone
+          ASSERT_EQ((int)members.size(), l.group_size(kind)) << group_kind_name(kind);
+        }
         EXPECT_EQ(members[l.group_rank(kind, r)], r) << group_kind_name(kind) << " rank " << r;
         for (int m : members) {
           EXPECT_EQ(l.group_id(kind, m), l.group_id(kind, r)) << group_kind_name(kind);
@@ -59,7 +67,10 @@ TEST(GridLayout, GroupsPartitionTheWorldForSeveralShapes) {
         }
         seen.insert(l.group_id(kind, r));
       }
-      EXPECT_EQ((int)seen.size(), s.world / l.group_size(kind)) << group_kind_name(kind);
+      const int groups = kind == GroupKind::embed && s.pp > 2
+                             ? s.world / s.pp * (s.pp - 2) + s.world / s.pp
+                             : s.world / l.group_size(kind);
+      EXPECT_EQ((int)seen.size(), groups) << group_kind_name(kind);
     }
   }
 }
