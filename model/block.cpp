@@ -282,6 +282,12 @@ void block_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, 
   norm_backward(m, a, l, a.dres.data(), m.blocks[l].ffn_norm, dxf, ba.h.data(), ba.rstd_f.data(),
                 s);
   attention_backward_half(m, l, a, s, defer);
+  if (defer) {  // the weight pass reads xa, att, xf, the SwiGLU outputs, xe and its kept copies
+    for (Buffer<float>* b :
+         {&ba.q, &ba.k, &ba.v, &ba.h, &ba.rstd_a, &ba.rstd_f, &ba.probs, &ba.fa, &ba.fb,
+          &ba.rlogits, &ba.rprobs, &ba.gates, &ba.ye, &ba.ea, &ba.eb, &ba.sa, &ba.sb})
+      b->reset(0, MemCategory::activations);
+  }
 }
 
 void block_backward_weight(Model&, int l, Acts& a) { run_weight_grads(a.blocks[l].wgrad); }

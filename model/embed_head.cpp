@@ -94,6 +94,8 @@ void head_backward(Model& m, Acts& a, GradScratch& s, float loss_scale, bool def
   std::memset(dres, 0, sizeof(float) * (size_t)a.rows * d);
   norm_backward(m, a, -1, dres, m.final_norm, dx_out, a.resid[m.cfg.layers].data(), a.rstd.data(),
                 s);
+  if (defer)
+    a.logits.reset(0, MemCategory::activations);  // the weight pass reads xn, dlogits' copy
 }
 
 void head_backward_weight(Model&, Acts& a) { run_weight_grads(a.head_wgrad); }

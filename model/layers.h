@@ -18,7 +18,10 @@
 //    gradient and the norm-gain gradients; the GEMM weight gradients (dW = x^T dout) run at once,
 //    or, with defer_weights, are kept in the Acts (their transient operands copied) until
 //    *_backward_weight runs them, which a zero-bubble schedule does in its bubbles. Both orders
-//    give the same bits: each weight gradient is one product, added once.
+//    give the same bits: each weight gradient is one product, added once. A deferred input pass
+//    releases the activations only it needed (attention's q, k, v and probabilities, the FFNs'
+//    pre-activations, the router's, the logits), so a microbatch waiting for its weight pass
+//    holds its operands and little else; they regrow on the next forward.
 #pragma once
 #include <cstdint>
 
