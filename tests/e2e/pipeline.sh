@@ -66,37 +66,14 @@ grep -q "resuming from .*step_00000004" "$WORK/r1.log" || fail "did not resume f
 # ... and the one-process checkpoint of step 4 resumes under pp 4 (zb, ZeRO stage 2).
 mkdir -p "$WORK/r2" && cp -r "$WORK/refck/step_00000004" "$WORK/r2/"
 run 4 "$WORK/r2.log" --pp 4 --grad-accum 4 --pp-schedule zb --zero-stage 2 --ckpt-dir "$WORK/r2" --metrics "$WORK/r2.jsonl"
-python3 - "$WORK" <<'PY' || fail "resumed losses differ"
-import json, sys, os
-d = sys.argv[1]
-load = lambda f: {o['step']: o['loss'] for o in map(json.loads, open(os.path.join(d, f))) if 'loss' in o}
-full = load('ref.jsonl')
-for f in ['r1.jsonl', 'r2.jsonl']:
-    got = load(f)
-    assert sorted(got) == [5, 6, 7, 8], sorted(got)
-    worst = max(abs(full[s] - got[s]) / full[s] for s in got)
-    assert worst <= 1e-5, f'{f}: {worst}'
-    print(f'{f}: resumed across pp, worst relative loss difference {worst:.1e}')
-PY
+python3 "$(dirname "$0")/compare_resumed.py" "$WORK/ref.jsonl" 5 8 pp "$WORK/r1.jsonl" "$WORK/r2.jsonl" ||
+  fail "resumed losses differ"
 
 # The export of the pp checkpoint (each stage wrote its own layers) equals the one-process one.
 "$ZT" export --ckpt "$WORK/ckpt/step_00000008" --out "$WORK/pp.h5" >/dev/null || fail "export of the pp checkpoint failed"
 "$ZT" export --ckpt "$WORK/refck/step_00000008" --out "$WORK/one.h5" >/dev/null || fail "export of the one-process checkpoint failed"
-python3 - "$WORK/pp.h5" "$WORK/one.h5" <<'PY' || fail "exports differ"
-import subprocess, sys
-def values(path, ds):
-    out = subprocess.run(['h5dump', '-d', ds, '-w', '0', '-m', '%.9g', path],
-                         capture_output=True, text=True, check=True).stdout
-    body = out.split('DATA {', 1)[1]
-    return [float(t) for t in body.replace('(', ' ').replace(')', ' ').replace(':', ' ').replace(',', ' ').split()
-            if t.replace('.', '', 1).replace('-', '', 1).replace('e', '', 1).replace('+', '', 1).isdigit()]
-for ds in ['/params/embed', '/params/blocks.0.attn.wq', '/params/blocks.3.moe.experts.2.w2', '/params/final_norm']:
-    a, b = values(sys.argv[1], ds), values(sys.argv[2], ds)
-    scale = max(abs(x) for x in b)
-    worst = max(abs(x - y) for x, y in zip(a, b)) / scale
-    assert len(a) == len(b) > 0 and worst < 1e-3, (ds, len(a), len(b), worst)
-    print(f'export of the pp checkpoint vs one process, {ds}: {worst:.1e} of the tensor scale')
-PY
+python3 "$(dirname "$0")/compare_exports.py" "$WORK/pp.h5" "$WORK/one.h5" /params/embed \
+  /params/blocks.0.attn.wq /params/blocks.3.moe.experts.2.w2 /params/final_norm || fail "exports differ"
 
 # Bad pipeline flags: one line naming the flag, from rank 0, every rank exits non-zero.
 bad() { local needle=$1 n=$2; shift 2; local rc=0

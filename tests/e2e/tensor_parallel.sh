@@ -51,37 +51,14 @@ grep -q "resuming from .*step_00000004" "$WORK/a.log" || fail "did not resume fr
 run 2 "$WORK/dp.log" --ckpt-dir "$WORK/dpck" --ckpt-every 4 --metrics "$WORK/dp.jsonl"
 mkdir -p "$WORK/b" && cp -r "$WORK/dpck/step_00000004" "$WORK/b/"
 run 4 "$WORK/b.log" --tp 2 --zero-stage 2 --ckpt-dir "$WORK/b" --metrics "$WORK/b.jsonl"
-python3 - "$WORK" <<'PY' || fail "resumed losses differ"
-import json, sys, os
-d = sys.argv[1]
-load = lambda f: {o['step']: o['loss'] for o in map(json.loads, open(os.path.join(d, f))) if 'loss' in o}
-full = load('z3.jsonl')
-for f in ['a.jsonl', 'b.jsonl']:
-    got = load(f)
-    assert sorted(got) == [5, 6, 7, 8], sorted(got)
-    worst = max(abs(full[s] - got[s]) / full[s] for s in got)
-    assert worst <= 1e-5, f'{f}: {worst}'
-    print(f'{f}: resumed across tp, worst relative loss difference {worst:.1e}')
-PY
+python3 "$(dirname "$0")/compare_resumed.py" "$WORK/z3.jsonl" 5 8 tp "$WORK/a.jsonl" "$WORK/b.jsonl" ||
+  fail "resumed losses differ"
 
 # The export of the tp checkpoint equals the export of the same steps without tp.
 "$ZT" export --ckpt "$WORK/ckpt/step_00000008" --out "$WORK/tp.h5" >/dev/null || fail "export of the tp checkpoint failed"
 "$ZT" export --ckpt "$WORK/dpck/step_00000008" --out "$WORK/dp.h5" >/dev/null || fail "export of the dp checkpoint failed"
-python3 - "$WORK/tp.h5" "$WORK/dp.h5" <<'PY' || fail "exports differ"
-import subprocess, sys
-# h5dump of every dataset, as text: compare value by value within fp32 reduction-order noise
-def values(path):
-    out = subprocess.run(['h5dump', '-d', '/params/blocks.1.moe.experts.2.w2', '-w', '0', '-m', '%.9g', path],
-                         capture_output=True, text=True, check=True).stdout
-    body = out.split('DATA {', 1)[1]
-    return [float(t) for t in body.replace('(', ' ').replace(')', ' ').replace(':', ' ').replace(',', ' ').split()
-            if t.replace('.', '', 1).replace('-', '', 1).replace('e', '', 1).replace('+', '', 1).isdigit()]
-a, b = values(sys.argv[1]), values(sys.argv[2])
-scale = max(abs(x) for x in b)
-worst = max(abs(x - y) for x, y in zip(a, b)) / scale
-assert len(a) == len(b) and worst < 1e-3, (len(a), len(b), worst)
-print(f'export of tp checkpoint vs without tp: {worst:.1e} of the tensor scale')
-PY
+python3 "$(dirname "$0")/compare_exports.py" "$WORK/tp.h5" "$WORK/dp.h5" \
+  /params/blocks.1.moe.experts.2.w2 /params/embed || fail "exports differ"
 
 # Bad tensor-parallel flags: one line naming the flag, from rank 0, every rank exits non-zero.
 bad() { local needle=$1 n=$2; shift 2; local rc=0
