@@ -3,9 +3,9 @@
 # 3; pp x tp; a given --pp-split) reproduces the single process with the same global batch
 # (losses within 1e-5 relative) and NVMe offload the in-memory run exactly; the metrics give the
 # layout, the schedule, each stage's bubble and the p2p bytes; the trace shows the schedule's
-# passes and waits; a pp checkpoint resumes without pp and one written without pp resumes under
-# pp 4, both equal to the uninterrupted run, and its export equals the one-process export; bad
-# pipeline flags are one line each.
+# passes and waits; a pp checkpoint resumes without pp, one written without pp resumes under
+# pp 4, a pp x tp checkpoint resumes as dp 2, all equal to the uninterrupted run; the export of a
+# pp checkpoint equals the one-process export; bad pipeline flags are one line each.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
@@ -24,7 +24,8 @@ grep -q "dp 2 x tp 1 x pp 2" "$WORK/z3.log" || fail "the start line does not giv
 grep -q "pipeline 2 stages, blocks 2+2, schedule 1f1b" "$WORK/z3.log" || fail "no pipeline line: $(head -n 2 "$WORK/z3.log")"
 run 4 "$WORK/off.log" --pp 2 --zero-stage 3 --grad-accum 2 --offload-optimizer nvme --offload-params nvme \
   --nvme-dir "$WORK/nvme" --nvme-buffer-mb 4 --metrics "$WORK/off.jsonl"
-run 4 "$WORK/tp.log" --pp 2 --tp 2 --zero-stage 1 --grad-accum 4 --pp-schedule zb --metrics "$WORK/tp.jsonl"
+run 4 "$WORK/tp.log" --pp 2 --tp 2 --zero-stage 1 --grad-accum 4 --pp-schedule zb --metrics "$WORK/tp.jsonl" \
+  --ckpt-dir "$WORK/tpck" --ckpt-every 4
 
 python3 - "$WORK" <<'PY' || fail "pipeline losses, metrics or trace wrong"
 import json, sys, os
@@ -66,7 +67,10 @@ grep -q "resuming from .*step_00000004" "$WORK/r1.log" || fail "did not resume f
 # ... and the one-process checkpoint of step 4 resumes under pp 4 (zb, ZeRO stage 2).
 mkdir -p "$WORK/r2" && cp -r "$WORK/refck/step_00000004" "$WORK/r2/"
 run 4 "$WORK/r2.log" --pp 4 --grad-accum 4 --pp-schedule zb --zero-stage 2 --ckpt-dir "$WORK/r2" --metrics "$WORK/r2.jsonl"
-python3 "$(dirname "$0")/compare_resumed.py" "$WORK/ref.jsonl" 5 8 pp "$WORK/r1.jsonl" "$WORK/r2.jsonl" ||
+# ... and the pp2 x tp2 checkpoint of step 4 (each stage's tp slices) resumes on 2 ranks as dp 2.
+mkdir -p "$WORK/r3" && cp -r "$WORK/tpck/step_00000004" "$WORK/r3/"
+run 2 "$WORK/r3.log" --grad-accum 2 --ckpt-dir "$WORK/r3" --metrics "$WORK/r3.jsonl"
+python3 "$(dirname "$0")/compare_resumed.py" "$WORK/ref.jsonl" 5 8 pp "$WORK/r1.jsonl" "$WORK/r2.jsonl" "$WORK/r3.jsonl" ||
   fail "resumed losses differ"
 
 # The export of the pp checkpoint (each stage wrote its own layers) equals the one-process one.
