@@ -66,6 +66,14 @@ nlohmann::json pipeline_json(TrainRun& run, const StepRecord& r, const char* sch
           {"schedule", schedule}};
 }
 
+// The experts' load imbalance: the most-loaded expert's assignments over the mean (1 = even).
+double imbalance(const std::vector<int64_t>& load) {
+  if (load.empty()) return 1;
+  int64_t sum = 0, most = 0;
+  for (int64_t n : load) sum += n, most = std::max(most, n);
+  return sum > 0 ? (double)most * (double)load.size() / (double)sum : 1;
+}
+
 double step_tokens(const TrainRun& run) {
   return (double)run.samples_per_step * run.o.model.seq_len;
 }
@@ -95,6 +103,7 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
                     {"optimizer_ms", r.optimizer_ms}};
   if (const char* schedule = run.step->schedule_name())
     j["pipeline"] = pipeline_json(run, r, schedule);
+  if (!r.load.empty()) j["moe"] = {{"load", r.load}, {"imbalance", imbalance(r.load)}};
   if (std::isfinite(r.val_loss)) j["val_loss"] = r.val_loss;
   if (run.o.precision == "fp16") {
     j["loss_scale"] = r.stats.loss_scale;
@@ -110,6 +119,10 @@ std::string progress_figures(const TrainRun& run, const StepRecord& r) {
                 r.ce + r.aux, r.lr, r.stats.grad_norm, tokens / (r.step_ms / 1000),
                 tokens * run.counts.flops_per_token / r.step_ms / 1e6);
   std::string s = line;
+  if (!r.load.empty()) {
+    std::snprintf(line, sizeof line, " imb %.2f", imbalance(r.load));
+    s += line;
+  }
   if (std::isfinite(r.val_loss)) {
     std::snprintf(line, sizeof line, " val %.4f", r.val_loss);
     s += line;

@@ -16,7 +16,8 @@ struct StepRecord {
   int64_t tokens = 0;  // tokens trained on so far
   double ce = 0, aux = 0, lr = 0;
   int64_t dropped = 0;
-  StepStats stats;  // the engine's: gradient norm, exposed ms, fp16 loss scale
+  std::vector<int64_t> load;  // [experts]: assignments routed to each expert, whole step
+  StepStats stats;            // the engine's: gradient norm, exposed ms, fp16 loss scale
   double step_ms = 0, optimizer_ms = 0;
   double passes_ms = 0, wait_ms = 0;  // forward and backward; of them waiting on pipeline p2p
   CommStats comm;                     // bytes this rank sent in the step
@@ -26,7 +27,8 @@ struct StepRecord {
 
 // The metrics object of the step. Collective over the world (mem is the largest rank's).
 nlohmann::json step_metrics(TrainRun& run, const StepRecord& r);
-// "loss 2.913 lr 2.1e-03 gnorm 0.812 1234 tok/s 5.6 GFLOP/s [val 2.95]".
+// "loss 2.913 lr 2.1e-03 gnorm 0.812 1234 tok/s 5.6 GFLOP/s [imb 1.31] [val 2.95]" (imb: the
+// experts' load imbalance, MoE models).
 std::string progress_figures(const TrainRun& run, const StepRecord& r);
 
 }  // namespace zt

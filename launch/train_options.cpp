@@ -176,7 +176,6 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
-  if (o.ep > 1) not_yet("--ep > 1 (expert parallelism)");
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
   if (o.offload_params != "none" && o.zero_stage != 3)
     fail("--offload-params ", o.offload_params,

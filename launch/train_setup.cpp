@@ -82,7 +82,13 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
     r.pipe = make_pipeline_layout(mc, o.pp, o.virtual_stages, parse_pp_split(o.pp_split));
     owned = stage_units(r.pipe, build_param_table(mc, slice), mc, r.grid->coord().pp);
   }
-  r.model = std::make_unique<Model>(mc, o.seed, /*with_grads=*/true, slice, owned);
+  // Under --ep a rank holds its ep group rank's share of the routed experts (parallel/expert/).
+  const ExpertSlice experts{o.ep, r.grid->coord().ep};
+  r.model = std::make_unique<Model>(mc, o.seed, /*with_grads=*/true, slice, owned, experts);
+  if (o.ep > 1) {
+    r.ep = std::make_unique<ExpertParallel>(r.grid->ep());
+    r.model->ep = r.ep.get();
+  }
   if (o.tp > 1) {
     r.tp = std::make_unique<TensorParallel>(r.grid->tp());
     r.model->tp = r.tp.get();
@@ -100,7 +106,7 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   r.layout = {{"world", g.world}, {"dp", g.dp}, {"tp", g.tp},
               {"pp", g.pp},       {"ep", g.ep}, {"zero_stage", o.zero_stage}};
   r.samples_per_step = (int64_t)o.micro_batch * o.grad_accum * g.dp;
-  r.counts = count_params(r.model->table, mc);
+  r.counts = count_params(build_param_table(mc), mc);  // the whole model's
   r.state.train = {{"seed", o.seed},
                    {"micro_batch", o.micro_batch},
                    {"grad_accum", o.grad_accum},
@@ -113,11 +119,12 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   if (r.rank0()) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
-        "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s x pp %d), ZeRO stage "
+        "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s x pp %d%s), ZeRO stage "
         "%d, %s\n",
         (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.tokens.size(),
         (long long)r.samples_per_step, mc.seq_len, ctx.world(), g.dp, g.tp,
-        r.model->sequence_parallel ? ", sequence parallel" : "", g.pp, o.zero_stage,
+        r.model->sequence_parallel ? ", sequence parallel" : "", g.pp,
+        g.ep > 1 ? cat(", experts over ep ", g.ep, " inside dp").c_str() : "", o.zero_stage,
         o.precision.c_str());
     if (o.pp > 1) std::printf("zerotrain train: pipeline %s\n", describe(r.pipe, o).c_str());
     if (r.store)

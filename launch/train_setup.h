@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "offload/checkpoint.h"
 #include "offload/shard_store.h"
+#include "parallel/expert/expert_parallel.h"
 #include "parallel/grid.h"
 #include "parallel/pipeline/pipeline_step.h"
 #include "parallel/step/train_step.h"
@@ -33,6 +34,7 @@ struct TrainRun {
   TokenFile train, val;  // val empty without validation data
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TensorParallel> tp;  // the model's tensor-parallel hook (tp > 1)
+  std::unique_ptr<ExpertParallel> ep;  // the model's expert-parallel hook (ep > 1)
   PipelineLayout pipe;                 // the stages' layers (pp > 1)
   std::unique_ptr<Model> model;
   std::unique_ptr<ShardStore> store;  // NVMe offload only

@@ -60,7 +60,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (r.store) rec.io = r.store->counters() - io0;
     r.state.step = rec.step = step + 1;
     r.state.tokens = rec.tokens = r.state.step * r.samples_per_step * T;
-    rec.ce = losses.ce, rec.aux = losses.aux, rec.dropped = losses.dropped;
+    rec.ce = losses.ce, rec.aux = losses.aux, rec.dropped = losses.dropped, rec.load = losses.load;
 
     // Validation, the metrics line, checkpoints, and a requested stop.
     const bool last = r.state.step == o.steps;

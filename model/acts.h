@@ -23,6 +23,16 @@ struct WeightGradJob {
   Buffer<float> kept;
 };
 
+// Expert parallelism: where one MoE block's routed rows went and came from (model/ep_hook.h), for
+// R received rows and X experts on this rank.
+struct ExpertRoute {
+  std::vector<int32_t> send_rows;  // [ranks]: rows of this rank's plan for rank j's experts
+  std::vector<int32_t> recv_rows;  // [ranks]: rows received from rank i
+  std::vector<int32_t> counts;     // [ranks * X]: rows from rank i for local expert e
+  std::vector<int32_t> offset;     // [X + 1]: local expert e's rows in the expert-major order
+  int rows() const { return offset.empty() ? 0 : offset.back(); }
+};
+
 // What backward needs of one block (shapes for N = B*T tokens, d = model_dim).
 struct BlockActs {
   Buffer<float> xa, q, k, v, att, h, xf;  // [N, d]; q, k after RoPE
@@ -33,7 +43,9 @@ struct BlockActs {
   std::vector<int32_t> idx;               // [N, K]
   MoePlan plan;
   Buffer<float> xe, ye;      // [N*K, d] dispatched rows, expert outputs
-  Buffer<float> ea, eb, es;  // [N*K, expert_ffn_dim]
+  Buffer<float> ea, eb, es;  // [rows, expert_ffn_dim] of the rows this rank's experts ran
+  ExpertRoute route;         // expert parallel: the exchange of the rows
+  Buffer<float> xl;          // expert parallel: the received rows, expert-major [R, d]
   Buffer<float> sa, sb, ss;  // shared expert [N, shared hidden]
   double aux = 0;
   std::vector<WeightGradJob> wgrad;  // deferred weight-gradient products
@@ -60,6 +72,7 @@ struct Acts {
   Buffer<float> dres;                      // gradient of the residual stream, flowing down
   std::vector<WeightGradJob> head_wgrad;   // the head's deferred weight-gradient product
   Buffer<float> full;                      // sequence parallel: a partial output [N, d]
+  Buffer<float> ep_in, ep_out;             // expert parallel: rows in transit [R, d]
   KVCache* kv = nullptr;                   // decoding: attention reads and extends this cache
   bool dropless = false;                   // decoding: experts take every assignment
 
@@ -77,6 +90,7 @@ struct GradScratch {
   Buffer<float> dy_full;  // sequence parallel: an output gradient gathered to all rows [N, d]
   Buffer<float> dx_rows;  // sequence parallel: the rank's rows of an input gradient [rows, d]
   Buffer<float> dgain;    // sequence parallel: a norm gain's gradient from the rank's rows [d]
+  Buffer<float> ep_a, ep_b, ep_c;  // expert parallel: gradients of received rows [R, d]
 };
 
 // b holds at least n elements of activations afterwards (reallocated only when it is smaller).

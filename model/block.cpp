@@ -4,57 +4,11 @@
 // shared expert. Under tensor parallelism (Model::tp) the row-parallel outputs and the
 // column-parallel input gradients go through the hook (model/tp_hook.h) before they are used;
 // with sequence parallelism x, h and y hold the rank's rows only (model/layer_util.h).
-#include "model/layer_util.h"
+#include "model/ffn.h"
 #include "model/layers.h"
-#include "model/weight_grads.h"
 
 namespace zt {
 namespace {
-
-// out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward.
-void ffn_forward(float* out, const float* x, int n, int d, int hid, const float* w1,
-                 const float* w2, const float* w3, float* a, float* b, float* s) {
-  linear_forward(a, x, w1, n, d, hid);
-  linear_forward(b, x, w3, n, d, hid);
-  swiglu_forward(s, a, b, (int64_t)n * hid);
-  linear_forward(out, s, w2, n, hid, d, /*accumulate=*/true);
-}
-
-// The weights and saved activations of one SwiGLU FFN's backward.
-struct FfnSaved {
-  const float *w1, *w2, *w3;
-  float *dw1, *dw2, *dw3;
-  const float *a, *b, *s;  // [n, hid] from forward
-};
-
-// dx += d/dx of the FFN given dout; the weight gradients through weight_grad, w1's and w3's
-// unless `w13_later` (the caller runs ffn_backward_w13 while a sum of dx is in flight). Scratch
-// [n, hid] comes from s.dha / dhb / dhs.
-void ffn_backward(float* dx, const float* dout, const float* x, int n, int d, int hid,
-                  const FfnSaved& f, GradScratch& s, std::vector<WeightGradJob>& jobs, bool defer,
-                  bool w13_later = false) {
-  const int64_t nh = (int64_t)n * hid;
-  float* da = room(s.dha, nh);
-  float* db = room(s.dhb, nh);
-  float* ds = room(s.dhs, nh);
-  zero(ds, nh);
-  linear_backward_input(ds, dout, f.w2, n, hid, d);
-  weight_grad(jobs, defer, f.dw2, f.s, dout, n, hid, d);
-  zero(da, nh);
-  zero(db, nh);
-  swiglu_backward(da, db, ds, f.a, f.b, nh);
-  linear_backward_input(dx, da, f.w1, n, d, hid);
-  if (!w13_later) weight_grad(jobs, defer, f.dw1, x, da, n, d, hid);
-  linear_backward_input(dx, db, f.w3, n, d, hid);
-  if (!w13_later) weight_grad(jobs, defer, f.dw3, x, db, n, d, hid);
-}
-
-// The w1 / w3 weight gradients of the ffn_backward just run with w13_later.
-void ffn_backward_w13(const float* x, int n, int d, int hid, const FfnSaved& f, GradScratch& s,
-                      std::vector<WeightGradJob>& jobs, bool defer) {
-  weight_grad(jobs, defer, f.dw1, x, s.dha.data(), n, d, hid);
-  weight_grad(jobs, defer, f.dw3, x, s.dhb.data(), n, d, hid);
-}
 
 // h = x + att Wo (the attention's output projection, row-parallel under tp).
 void attention_forward_half(Model& m, int l, Acts& a) {
@@ -119,53 +73,12 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
     ffn_forward(y, xf, N, d, hid, P(bp.ffn.w1), P(bp.ffn.w2), P(bp.ffn.w3), room(ba.fa, nh),
                 room(ba.fb, nh), room(ba.fs, nh));
   } else {
-    const int E = c.experts, K = c.top_k, eh = m.dims.expert_ffn, sh = m.dims.shared;
-    float* rlogits = room(ba.rlogits, (int64_t)N * E);
-    float* rprobs = room(ba.rprobs, (int64_t)N * E);
-    float* gates = room(ba.gates, (int64_t)N * K);
-    ba.idx.resize((size_t)N * K);
-    linear_forward(rlogits, xf, P(bp.router), N, d, E);
-    router_forward(rprobs, ba.idx.data(), gates, rlogits, N, E, K, c.router_norm);
-    ba.aux = moe_aux_loss_forward(rprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef);
-    out.aux += ba.aux;
-    moe_plan(ba.plan, ba.idx.data(), N, E, K,
-             a.dropless ? 0 : moe_capacity(c.capacity_factor, N, K, E));
-    out.dropped += ba.plan.dropped;
-    const int64_t rd = (int64_t)N * K * d, rh = (int64_t)N * K * eh;
-    float *xe = room(ba.xe, rd), *ye = room(ba.ye, rd);
-    float *ea = room(ba.ea, rh), *eb = room(ba.eb, rh), *es = room(ba.es, rh);
-    moe_dispatch_forward(xe, xf, ba.plan, d);
-    zero(ye, (int64_t)ba.plan.rows() * d);
-    for (int e = 0; e < E; ++e) {
-      const int r0 = ba.plan.offset[e], nr = ba.plan.offset[e + 1] - r0;
-      if (nr == 0) continue;
-      const FfnParams& f = bp.experts[e];
-      ffn_forward(ye + (int64_t)r0 * d, xe + (int64_t)r0 * d, nr, d, eh, P(f.w1), P(f.w2), P(f.w3),
-                  ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh);
-    }
-    moe_combine_forward(y, ye, gates, ba.plan, d);
-    if (bp.shared.present()) {
-      const int64_t ns = (int64_t)N * sh;
-      ffn_forward(y, xf, N, d, sh, P(bp.shared.w1), P(bp.shared.w2), P(bp.shared.w3),
-                  room(ba.sa, ns), room(ba.sb, ns), room(ba.ss, ns));
-    }
+    moe_forward(m, l, a, xf, y, out);
   }
   if (m.tp) {
     complete_rows(m, a, TpPoint::ffn_out, l, y, y_out, d).wait();
     add(y_out, h, Rd);
   }
-}
-
-FfnSaved saved(Model& m, const FfnParams& f, const float* a, const float* b, const float* s) {
-  return {m.param(f.w1),
-          m.param(f.w2),
-          m.param(f.w3),
-          m.grad(f.w1),
-          m.grad(f.w2),
-          m.grad(f.w3),
-          a,
-          b,
-          s};
 }
 
 // The FFN's input gradient given a.dres (the gradient at the block output), for the rank's rows:
@@ -190,43 +103,7 @@ float* ffn_backward_half(Model& m, int l, Acts& a, GradScratch& s, float loss_sc
     sum.wait();
     return dx_out;
   }
-  const int E = c.experts, K = c.top_k, eh = m.dims.expert_ffn;
-  if (bp.shared.present())
-    ffn_backward(dxf, dy, xf, N, d, m.dims.shared,
-                 saved(m, bp.shared, ba.sa.data(), ba.sb.data(), ba.ss.data()), s, ba.wgrad, defer);
-  const int rows = ba.plan.rows();
-  float* dye = room(s.dye, (int64_t)N * K * d);
-  float* dxe = room(s.dxe, (int64_t)N * K * d);
-  float* dgates = room(s.dgates, (int64_t)N * K);
-  zero(dye, (int64_t)rows * d);
-  zero(dgates, (int64_t)N * K);
-  moe_combine_backward(dye, dgates, dy, ba.ye.data(), ba.gates.data(), ba.plan, d);
-  // The expert outputs are partial sums under tp, so their gates' gradient is too.
-  TpWait gsum = m.tp ? m.tp->sum_partial(TpPoint::moe_dgates, l, dgates, (int64_t)N * K) : TpWait{};
-  zero(dxe, (int64_t)rows * d);
-  for (int e = 0; e < E; ++e) {
-    const int r0 = ba.plan.offset[e], nr = ba.plan.offset[e + 1] - r0;
-    if (nr == 0) continue;
-    const int64_t rd = (int64_t)r0 * d, rh = (int64_t)r0 * eh;
-    ffn_backward(dxe + rd, dye + rd, ba.xe.data() + rd, nr, d, eh,
-                 saved(m, bp.experts[e], ba.ea.data() + rh, ba.eb.data() + rh, ba.es.data() + rh),
-                 s, ba.wgrad, defer);
-  }
-  moe_dispatch_backward(dxf, dxe, ba.plan, d);
-  // The router is replicated: its part of dxf is added, for the rank's rows, once the partial sum
-  // is complete.
-  TpWait sum = complete_rows(m, a, TpPoint::ffn_dinput, l, dxf, dx_out, d);
-  gsum.wait();
-  float* dprobs = room(s.dprobs, (int64_t)N * E);
-  float* drlogits = room(s.drlogits, (int64_t)N * E);
-  zero(dprobs, (int64_t)N * E);
-  moe_aux_loss_backward(dprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef, loss_scale);
-  zero(drlogits, (int64_t)N * E);
-  router_backward(drlogits, dgates, dprobs, ba.rprobs.data(), ba.idx.data(), N, E, K,
-                  c.router_norm);
-  weight_grad(ba.wgrad, defer, m.grad(bp.router), xf, drlogits, N, d, E);
-  sum.wait();
-  linear_backward_input(dx_out, drlogits + (int64_t)a.row0 * E, m.param(bp.router), a.rows, d, E);
+  moe_backward(m, l, a, s, loss_scale, defer, dy, dxf, dx_out);
   return dx_out;
 }
 

@@ -24,6 +24,7 @@
 //    holds its operands and little else; they regrow on the next forward.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "model/acts.h"
 #include "model/model.h"
@@ -34,6 +35,9 @@ struct LossParts {
   double ce = 0;        // mean next-token cross-entropy over the microbatch
   double aux = 0;       // sum over MoE blocks of the balance loss
   int64_t dropped = 0;  // expert assignments dropped by capacity, all MoE blocks
+  // [experts] (empty for a dense model): the assignments the routers made to each expert, all MoE
+  // blocks of the layers that ran, before capacity dropping
+  std::vector<int64_t> load;
   double loss() const { return ce + aux; }
 };
 

@@ -15,8 +15,12 @@ const ModelConfig& validated(const ModelConfig& c) {
 }  // namespace
 
 Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice tp,
-             std::vector<bool> own)
-    : cfg(validated(c)), slice(tp), table(build_param_table(c, tp)), owned(std::move(own)) {
+             std::vector<bool> own, ExpertSlice ep)
+    : cfg(validated(c)),
+      slice(tp),
+      eslice(ep),
+      table(build_param_table(c, tp, ep)),
+      owned(std::move(own)) {
   const int n = tp.size;
   dims = {c.heads / n,
           c.model_dim / n,
@@ -24,7 +28,9 @@ Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice t
           c.expert_ffn_dim / n,
           c.shared_experts * c.expert_ffn_dim / n,
           c.vocab / n,
-          c.vocab / n * tp.rank};
+          c.vocab / n * tp.rank,
+          ep.count(c.experts),
+          ep.first(c.experts)};
   const int U = table.num_units();
   if (owned.empty()) owned.assign(U, true);
   ZT_CHECK((int)owned.size() == U, "owned units: ", owned.size(), " of ", U);
@@ -64,7 +70,7 @@ Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice t
       bp.ffn = ffn(b + ".ffn");
     } else {
       bp.router = table.find(b + ".moe.router");
-      for (int e = 0; e < c.experts; ++e)
+      for (int e = dims.expert0; e < dims.expert0 + dims.experts; ++e)
         bp.experts.push_back(ffn(b + ".moe.experts." + std::to_string(e)));
       if (c.shared_experts > 0) bp.shared = ffn(b + ".moe.shared");
       bp.expert_unit = table.unit_of(UnitKind::experts, l);

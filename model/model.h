@@ -19,6 +19,7 @@
 namespace zt {
 
 class TensorParallelHook;
+class ExpertParallelHook;
 
 // Parameter indices of one block, looked up once (the layers address parameters by index).
 struct FfnParams {  // one SwiGLU FFN
@@ -29,7 +30,7 @@ struct BlockParams {
   int attn_norm = -1, wq = -1, wk = -1, wv = -1, wo = -1, ffn_norm = -1;
   FfnParams ffn;                    // dense blocks
   int router = -1;                  // MoE blocks
-  std::vector<FfnParams> experts;   // [experts]
+  std::vector<FfnParams> experts;   // [experts this rank holds]: experts first.. of the block
   FfnParams shared;                 // absent without a shared expert
   int unit = -1, expert_unit = -1;  // the block's units (expert_unit: MoE blocks only)
 };
@@ -39,11 +40,13 @@ struct LocalDims {
   int heads, qkv;               // attention heads, and their width heads * head_dim
   int ffn, expert_ffn, shared;  // SwiGLU hidden sizes: dense, each routed expert, shared expert
   int vocab, vocab0;            // the vocabulary rows [vocab0, vocab0 + vocab) of the embedding
+  int experts, expert0;         // the routed experts [expert0, expert0 + experts) of each block
 };
 
 struct Model {
   ModelConfig cfg;
-  TensorSlice slice;  // which part of a tensor-parallel split this rank computes
+  TensorSlice slice;   // which part of a tensor-parallel split this rank computes
+  ExpertSlice eslice;  // which routed experts this rank holds (all of them on one rank)
   LocalDims dims;
   ParamTable table;                 // this rank's slice of every parameter
   std::vector<float*> unit_params;  // [units] views; by default into the model's own buffers
@@ -57,6 +60,9 @@ struct Model {
   // With tp: the norms and the residual stream hold each rank's share of the tokens (a
   // microbatch whose token count tp does not divide runs without it).
   bool sequence_parallel = false;
+  // Moves the routed rows of MoE blocks to the ranks holding their experts and back
+  // (parallel/expert/); null when this rank holds every expert.
+  ExpertParallelHook* ep = nullptr;
 
   // The units this rank holds (a pipeline stage holds its layers' units); the others have no
   // storage and null views. All of them by default.
@@ -66,7 +72,7 @@ struct Model {
   // Allocates this slice's parameters and gradients (tracked) of the units in `owned` (empty: all)
   // and initialises them from seed per SPEC, each element by its index in the whole tensor.
   Model(const ModelConfig& cfg, uint64_t seed, bool with_grads = true, TensorSlice slice = {},
-        std::vector<bool> owned = {});
+        std::vector<bool> owned = {}, ExpertSlice experts = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 

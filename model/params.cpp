@@ -50,10 +50,12 @@ std::string tensor_slice_error(const ModelConfig& c, int tp) {
   return "";
 }
 
-ParamTable build_param_table(const ModelConfig& c, TensorSlice tp) {
+ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice ep) {
   const std::string err = tensor_slice_error(c, tp.size);
   if (!err.empty()) fail(err);
   ZT_CHECK(tp.rank >= 0 && tp.rank < tp.size, "tensor slice ", tp.rank, " of ", tp.size);
+  ZT_CHECK(ep.rank >= 0 && ep.rank < ep.size && (ep.size == 1 || c.experts % ep.size == 0),
+           "expert slice ", ep.rank, " of ", ep.size, " with ", c.experts, " experts");
   ParamTable t;
   const int64_t d = c.model_dim;
   const float std_in = 0.02f, std_out = 0.02f / std::sqrt(2.0f * c.layers);
@@ -113,8 +115,15 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp) {
     if (c.shared_experts > 0)
       swiglu(b + ".moe.shared", (int64_t)c.shared_experts * c.expert_ffn_dim);
     unit(UnitKind::experts);
-    for (expert = 0; expert < c.experts; ++expert)
-      swiglu(b + ".moe.experts." + std::to_string(expert), c.expert_ffn_dim);
+    const int e0 = ep.first(c.experts), e1 = e0 + ep.count(c.experts);
+    for (expert = 0; expert < c.experts; ++expert) {
+      if (expert >= e0 && expert < e1) {
+        swiglu(b + ".moe.experts." + std::to_string(expert), c.expert_ffn_dim);
+      } else {  // another rank's: only its place in the logical unit
+        const int64_t hid = c.expert_ffn_dim;
+        t.units.back().full_numel += 3 * d * hid;
+      }
+    }
     expert = -1;
   }
   layer = -1;

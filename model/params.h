@@ -36,6 +36,14 @@ struct TensorSlice {
   int size = 1, rank = 0;
 };
 
+// Which routed experts a rank holds under expert parallelism: rank j of `size` holds experts
+// [j * X / size, (j + 1) * X / size) of every MoE block (SPEC section 6).
+struct ExpertSlice {
+  int size = 1, rank = 0;
+  int count(int experts) const { return experts / size; }  // experts per rank
+  int first(int experts) const { return rank * count(experts); }
+};
+
 struct ParamSpec {
   std::string name;    // SPEC name, e.g. "blocks.1.moe.experts.3.w2"
   Shape shape;         // this rank's slice: [in, out] matrices, [vocab, d] embedding, [d] gains
@@ -61,7 +69,7 @@ struct UnitSpec {
   UnitKind kind = UnitKind::embed;
   int layer = -1;  // block index of block and experts units
   int64_t numel = 0;
-  int64_t full_numel = 0;  // the logical unit (every slice)
+  int64_t full_numel = 0;  // the logical unit (every slice, every expert)
 };
 
 struct ParamTable {
@@ -78,8 +86,10 @@ struct ParamTable {
 
 // The table of this rank's slice (the whole model at the default 1 of 1). Split parameters hold
 // 1/size of their columns, rows or vocabulary; `size` must divide heads, the FFN hidden sizes and
-// the vocabulary (tensor_slice_error).
-ParamTable build_param_table(const ModelConfig& cfg, TensorSlice tp = {});
+// the vocabulary (tensor_slice_error). Under expert parallelism an experts unit holds only the
+// rank's experts (`ep`; ep.size divides the experts); the others are absent from the table, but
+// every parameter's full_offset and every unit's full_numel stay those of the whole model.
+ParamTable build_param_table(const ModelConfig& cfg, TensorSlice tp = {}, ExpertSlice ep = {});
 // Why `size` tensor-parallel ranks cannot split the model ("" when they can), naming the flag.
 std::string tensor_slice_error(const ModelConfig& cfg, int size);
 
@@ -99,6 +109,8 @@ struct ParamCounts {
                                // top_k of each MoE block's experts, not the embedding lookup)
   double flops_per_token = 0;  // training: 6 x active + attention scores and values
 };
+// `t` must hold every parameter (a tensor slice is fine: counts use the whole tensors; an expert
+// slice is not: build the whole table).
 ParamCounts count_params(const ParamTable& t, const ModelConfig& cfg);
 
 // SPEC init into a unit's flat buffer: every element's value depends only on (seed, name, index).

@@ -171,13 +171,13 @@ RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const 
 }
 
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
-                              const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
-                              nlohmann::json layout, int keep_last) {
+                              const ModelConfig& cfg, const TrainState& st, nlohmann::json layout,
+                              int keep_last) {
   const fs::path root(ckpt_dir), tmp_dir = checkpoint_tmp_dir(ckpt_dir, st.step);
   const std::string name = step_name(st.step);
   const fs::path final_dir = root / name;
   nlohmann::json ptable = nlohmann::json::array();
-  for (const ParamSpec& p : table.params)
+  for (const ParamSpec& p : build_param_table(cfg).params)  // every tensor, whoever wrote it
     ptable.push_back(
         {{"name", p.name},
          {"shape", p.full_shape},
@@ -227,7 +227,7 @@ std::string save_checkpoint(Communicator& world, const std::string& ckpt_dir,
     std::vector<RankFile> files;
     for (int r = 0; r < world.size(); ++r)
       files.push_back({rank_file_name(r), sums[2 * r], sums[2 * r + 1]});
-    final_dir = finish_checkpoint(ckpt_dir, files, cfg, table, st, layout, keep_last);
+    final_dir = finish_checkpoint(ckpt_dir, files, cfg, st, layout, keep_last);
   }
   world.barrier().wait();  // nobody runs ahead of a failed write
   return root ? final_dir : (fs::path(ckpt_dir) / step_name(st.step)).string();

@@ -78,9 +78,11 @@ void prepare_checkpoint_dir(const std::string& ckpt_dir, int64_t step);
 // rows, cols): where the slice sits in the tensor seen as [rows, cols].
 RankFile write_rank_file(const std::string& tmp_dir, int rank, int world, const ParamTable& table,
                          const UnitSource& state, int64_t step, bool replicated = true);
+// Rank 0, once every rank file is written: the manifest (listing every tensor of the model),
+// COMPLETE, the rename into place, `latest`, and --keep-last.
 std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<RankFile>& files,
-                              const ModelConfig& cfg, const ParamTable& table, const TrainState& st,
-                              nlohmann::json layout, int keep_last);
+                              const ModelConfig& cfg, const TrainState& st, nlohmann::json layout,
+                              int keep_last);
 
 // Resolves PATH to a loadable step directory: a step directory itself, or a checkpoint root whose
 // `latest` (or newest complete step) is used. Throws naming the path and what is missing.

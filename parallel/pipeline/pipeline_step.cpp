@@ -86,11 +86,11 @@ class PipelineStep : public TrainStep {
     // of its blocks; summed over the stages (where a stage that is done waits for the last one:
     // idle, counted), then over dp.
     const double t0 = now_ms();
-    std::vector<double> s = sum_exact(pp_, {sums_.ce, sums_.aux, (double)sums_.dropped});
+    std::vector<double> s = sum_exact(pp_, loss_sums(sums_.ce, sums_.aux, sums_.dropped, load()));
     wait_ms_ += now_ms() - t0;
     s = sum_exact(grid_.dp(), s);
     const double n = (double)micro * dp;
-    return {s[0] / n, s[1] / n, (int64_t)s[2]};
+    return {s[0] / n, s[1] / n, (int64_t)s[2], {s.begin() + 3, s.end()}};
   }
 
   LossParts evaluate(const int32_t* tokens, int B, int T) override {
@@ -101,7 +101,7 @@ class PipelineStep : public TrainStep {
     for (int v = 0; v < P_ * V_; ++v)
       if (v % P_ == stage_) forward(0, v / P_);
     drain_sends();
-    std::vector<double> s = sum_exact(pp_, {sums_.ce, sums_.aux, (double)sums_.dropped});
+    std::vector<double> s = sum_exact(pp_, loss_sums(sums_.ce, sums_.aux, sums_.dropped, load()));
     LossParts lp;
     lp.ce = s[0], lp.aux = s[1], lp.dropped = (int64_t)s[2];
     return lp;
@@ -115,7 +115,13 @@ class PipelineStep : public TrainStep {
   struct Sums {
     double ce = 0, aux = 0;
     int64_t dropped = 0;
+    std::vector<int64_t> load;  // [experts] of this stage's blocks
   };
+  std::vector<int64_t> load() const {  // the same length on every stage
+    std::vector<int64_t> l(m_.cfg.experts, 0);
+    add_load(l, sums_.load);
+    return l;
+  }
   struct Outgoing {
     Buffer<float> buf;
     Work sent;
@@ -205,6 +211,8 @@ class PipelineStep : public TrainStep {
     LossParts lp;
     for (int l = ch.first_block; l < ch.end_block; ++l) block_forward(m_, l, a, lp);
     sums_.aux += lp.aux, sums_.dropped += lp.dropped;
+    if (sums_.load.empty()) sums_.load.assign(m_.cfg.experts, 0);
+    add_load(sums_.load, lp.load);
     if (ch.head) {
       head_forward(m_, a, lp);
       sums_.ce += lp.ce;

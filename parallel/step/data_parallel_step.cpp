@@ -16,7 +16,9 @@ class DataParallelStep : public TrainStep {
   StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
                  float grad_scale) override {
     const float loss_scale = grad_scale / (float)(micro * dp_.size());  // of the global mean
-    double ce = 0, aux = 0, dropped = 0;
+    double ce = 0, aux = 0;
+    int64_t dropped = 0;
+    std::vector<int64_t> load(model_.cfg.experts, 0);
     engine_.begin_step(micro);
     for (int i = 0; i < micro; ++i) {
       LossParts lp;
@@ -31,11 +33,12 @@ class DataParallelStep : public TrainStep {
                        &engine_.hooks());
       }
       engine_.end_microbatch();
-      ce += lp.ce, aux += lp.aux, dropped += (double)lp.dropped;
+      ce += lp.ce, aux += lp.aux, dropped += lp.dropped;
+      add_load(load, lp.load);
     }
-    const std::vector<double> s = sum_exact(dp_, {ce, aux, dropped});
+    const std::vector<double> s = sum_exact(dp_, loss_sums(ce, aux, dropped, load));
     const double n = (double)micro * dp_.size();
-    return {s[0] / n, s[1] / n, (int64_t)s[2]};
+    return {s[0] / n, s[1] / n, (int64_t)s[2], {s.begin() + 3, s.end()}};
   }
 
   LossParts evaluate(const int32_t* tokens, int B, int T) override {
@@ -53,6 +56,17 @@ class DataParallelStep : public TrainStep {
 };
 
 }  // namespace
+
+std::vector<double> loss_sums(double ce, double aux, int64_t dropped,
+                              const std::vector<int64_t>& load) {
+  std::vector<double> v{ce, aux, (double)dropped};
+  v.insert(v.end(), load.begin(), load.end());
+  return v;
+}
+
+void add_load(std::vector<int64_t>& into, const std::vector<int64_t>& load) {
+  for (size_t e = 0; e < load.size() && e < into.size(); ++e) into[e] += load[e];
+}
 
 std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine,
                                                    ProcessGrid& grid) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "model/acts.h"
 #include "model/layers.h"
@@ -17,12 +18,19 @@
 namespace zt {
 
 // The losses of one step over the whole global batch (every microbatch of every rank), the same
-// on every rank: means of the microbatches' cross-entropy and aux loss, and the expert
-// assignments dropped by capacity in all of them.
+// on every rank: means of the microbatches' cross-entropy and aux loss, the expert assignments
+// dropped by capacity in all of them, and the assignments each expert was routed ([experts]).
 struct StepLosses {
   double ce = 0, aux = 0;
   int64_t dropped = 0;
+  std::vector<int64_t> load;
 };
+
+// Sums (ce, aux, dropped, load[experts]) over `comm` in one exact reduction: `load` has the
+// model's expert count on every rank (zeros where no MoE block ran).
+std::vector<double> loss_sums(double ce, double aux, int64_t dropped,
+                              const std::vector<int64_t>& load);
+void add_load(std::vector<int64_t>& into, const std::vector<int64_t>& load);
 
 // Microbatch i of this rank's step: tokens [B, T+1].
 using MicrobatchSource = std::function<const int32_t*(int micro)>;

@@ -57,7 +57,7 @@ TEST(CheckpointStream, UnitByUnitWriteAndLoadRoundTrip) {
   st.step = 5;
   st.train = nlohmann::json::object();
   const std::string step_dir =
-      finish_checkpoint(dir.string(), files, cfg, table, st, nlohmann::json::object(), 0);
+      finish_checkpoint(dir.string(), files, cfg, st, nlohmann::json::object(), 0);
   EXPECT_NO_THROW(read_manifest(step_dir, /*verify=*/true));
 
   int next = 0;
