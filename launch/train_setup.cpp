@@ -144,9 +144,11 @@ void resume_training(TrainRun& r) {
     from = find_latest_checkpoint(o.ckpt_dir, /*report=*/r.rank0());
   if (o.resume != "auto" && o.resume != "none") from = resolve_checkpoint(o.resume);
   if (from.empty()) return;
-  // Unit by unit: one unit's full state in memory at a time. auto: verified while it was chosen.
+  // Unit by unit: one unit's full state in memory at a time, of the experts only the rank's.
+  // auto: verified while it was chosen.
   load_checkpoint(
-      from, o.model, build_param_table(o.model),  // the whole tensors; each rank takes its slice
+      from, o.model,
+      build_param_table(o.model, {}, r.model->eslice),  // whole tensors; each rank takes its slice
       [&](int u, const std::vector<float>& p, const std::vector<float>* m,
           const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
       true, &r.state, /*verify=*/o.resume != "auto", r.model->owned);

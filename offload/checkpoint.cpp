@@ -367,16 +367,16 @@ void read_checkpoint_tensor(std::vector<H5File>& files, const std::string& group
 
 namespace {
 
-// Unit u's tensors (of the whole-model table) from the rank files (each holds pieces at their
-// logical offsets; together they cover every tensor) into p, m, v (the unit's logical buffer
-// each; m and v may be null).
+// Unit u's tensors (whole tensors: a table without a tensor slice, with every expert or a rank's)
+// from the rank files (each holds pieces at their logical offsets; together they cover every
+// tensor) into p, m, v (the unit's logical buffer each, units[u].full_numel; m and v may be null).
 void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
                float* v, const std::string& step_dir) {
   for (const ParamSpec& t : table.params) {
     if (t.unit != u) continue;
     for (auto [group, dst] : {std::pair{"params/", p}, std::pair{"optim/exp_avg/", m},
                               std::pair{"optim/exp_avg_sq/", v}})
-      if (dst) read_checkpoint_tensor(files, group, t, dst + t.offset, step_dir);
+      if (dst) read_checkpoint_tensor(files, group, t, dst + t.full_offset, step_dir);
   }
 }
 
@@ -420,9 +420,10 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
     if (m) m->assign(U, {});
     if (v) v->assign(U, {});
     for (int u = 0; u < U; ++u) {
-      params[u].assign(table.unit_numel(u), 0.0f);
-      if (m) (*m)[u].assign(table.unit_numel(u), 0.0f);
-      if (v) (*v)[u].assign(table.unit_numel(u), 0.0f);
+      const int64_t n = table.units[u].full_numel;
+      params[u].assign(n, 0.0f);
+      if (m) (*m)[u].assign(n, 0.0f);
+      if (v) (*v)[u].assign(n, 0.0f);
       read_unit(files, table, u, params[u].data(), m ? (*m)[u].data() : nullptr,
                 v ? (*v)[u].data() : nullptr, step_dir);
     }
@@ -438,9 +439,10 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
         std::vector<float> up, um, uv;  // one unit at a time
         for (int u = 0; u < table.num_units(); ++u) {
           if (!units.empty() && !units[u]) continue;
-          up.assign(table.unit_numel(u), 0.0f);
-          um.assign(moments ? table.unit_numel(u) : 0, 0.0f);
-          uv.assign(moments ? table.unit_numel(u) : 0, 0.0f);
+          const int64_t n = table.units[u].full_numel;
+          up.assign(n, 0.0f);
+          um.assign(moments ? n : 0, 0.0f);
+          uv.assign(moments ? n : 0, 0.0f);
           read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
                     moments ? uv.data() : nullptr, step_dir);
           sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);

@@ -101,6 +101,8 @@ nlohmann::json read_manifest(const std::string& step_dir, bool verify = true);
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st);
 
+// `table` holds whole tensors (no tensor slice); with an expert slice (model/params.h) only the
+// rank's experts are read, the others' places in the logical units left zero.
 // Streaming form: sink(u, params, m, v) receives each unit's full state in turn (m and v null
 // without `moments`); memory: one unit's state. The checksums are verified while reading (unless
 // `verify` is off: for a checkpoint find_latest_checkpoint has just verified); a damaged file
