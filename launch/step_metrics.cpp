@@ -66,12 +66,35 @@ nlohmann::json pipeline_json(TrainRun& run, const StepRecord& r, const char* sch
           {"schedule", schedule}};
 }
 
-// The experts' load imbalance: the most-loaded expert's assignments over the mean (1 = even).
-double imbalance(const std::vector<int64_t>& load) {
-  if (load.empty()) return 1;
+// A load's imbalance: the most-loaded expert's assignments over the mean (1 = even).
+double imbalance(const int64_t* load, int n) {
   int64_t sum = 0, most = 0;
-  for (int64_t n : load) sum += n, most = std::max(most, n);
-  return sum > 0 ? (double)most * (double)load.size() / (double)sum : 1;
+  for (int e = 0; e < n; ++e) sum += load[e], most = std::max(most, load[e]);
+  return sum > 0 ? (double)most * n / (double)sum : 1;
+}
+
+// moe: the assignments per expert over the step (every MoE block, every rank); each MoE block's
+// per expert and its imbalance; and the imbalance: the worst block's, which is what an expert-
+// parallel step waits on (the rank of that block's busiest expert).
+nlohmann::json moe_json(const TrainRun& run, const std::vector<int64_t>& load) {
+  const ModelConfig& c = run.o.model;
+  std::vector<int64_t> total(c.experts, 0);
+  nlohmann::json blocks = nlohmann::json::array(), per = nlohmann::json::array();
+  double worst = 1;
+  for (int l = 0; l < c.layers; ++l) {
+    if (!c.is_moe(l)) continue;
+    const int64_t* b = load.data() + (int64_t)l * c.experts;
+    for (int e = 0; e < c.experts; ++e) total[e] += b[e];
+    const double imb = imbalance(b, c.experts);
+    blocks.push_back(std::vector<int64_t>(b, b + c.experts));
+    per.push_back(imb);
+    worst = std::max(worst, imb);
+  }
+  return {{"load", total}, {"imbalance", worst}, {"block_load", blocks}, {"block_imbalance", per}};
+}
+
+double worst_imbalance(const TrainRun& run, const std::vector<int64_t>& load) {
+  return moe_json(run, load)["imbalance"].get<double>();
 }
 
 double step_tokens(const TrainRun& run) {
@@ -103,7 +126,7 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
                     {"optimizer_ms", r.optimizer_ms}};
   if (const char* schedule = run.step->schedule_name())
     j["pipeline"] = pipeline_json(run, r, schedule);
-  if (!r.load.empty()) j["moe"] = {{"load", r.load}, {"imbalance", imbalance(r.load)}};
+  if (!r.load.empty()) j["moe"] = moe_json(run, r.load);
   if (std::isfinite(r.val_loss)) j["val_loss"] = r.val_loss;
   if (run.o.precision == "fp16") {
     j["loss_scale"] = r.stats.loss_scale;
@@ -120,7 +143,7 @@ std::string progress_figures(const TrainRun& run, const StepRecord& r) {
                 tokens * run.counts.flops_per_token / r.step_ms / 1e6);
   std::string s = line;
   if (!r.load.empty()) {
-    std::snprintf(line, sizeof line, " imb %.2f", imbalance(r.load));
+    std::snprintf(line, sizeof line, " imb %.2f", worst_imbalance(run, r.load));
     s += line;
   }
   if (std::isfinite(r.val_loss)) {

@@ -16,7 +16,7 @@ struct StepRecord {
   int64_t tokens = 0;  // tokens trained on so far
   double ce = 0, aux = 0, lr = 0;
   int64_t dropped = 0;
-  std::vector<int64_t> load;  // [experts]: assignments routed to each expert, whole step
+  std::vector<int64_t> load;  // [layers x experts]: assignments routed, whole step (LossParts)
   StepStats stats;            // the engine's: gradient norm, exposed ms, fp16 loss scale
   double step_ms = 0, optimizer_ms = 0;
   double passes_ms = 0, wait_ms = 0;  // forward and backward; of them waiting on pipeline p2p

@@ -35,11 +35,12 @@ struct LossParts {
   double ce = 0;        // mean next-token cross-entropy over the microbatch
   double aux = 0;       // sum over MoE blocks of the balance loss
   int64_t dropped = 0;  // expert assignments dropped by capacity, all MoE blocks
-  // [experts] (empty for a dense model): the assignments the routers made to each expert, all MoE
-  // blocks of the layers that ran, before capacity dropping
+  // [layers x experts] (empty for a dense model): the assignments block l's router made to expert
+  // e, at l * experts + e, over the blocks that ran, before capacity dropping
   std::vector<int64_t> load;
   double loss() const { return ce + aux; }
 };
+inline size_t load_size(const ModelConfig& c) { return (size_t)c.layers * c.experts; }
 
 // tokens [B, T+1]: inputs are tokens[b, 0..T-1], targets tokens[b, 1..T]; sets a's shape. A token
 // id outside [0, vocab) throws naming it. Every stage of a pipeline calls it (the last one needs

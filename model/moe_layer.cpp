@@ -84,9 +84,10 @@ void regroup(float* dst, const float* src, const ExpertRoute& r, int d, bool to_
     }
 }
 
-void add_load(LossParts& out, const int32_t* idx, int64_t n, int E) {
-  if (out.load.empty()) out.load.assign(E, 0);
-  for (int64_t i = 0; i < n; ++i) ++out.load[idx[i]];
+void add_load(LossParts& out, const ModelConfig& c, int l, const int32_t* idx, int64_t n) {
+  if (out.load.empty()) out.load.assign(load_size(c), 0);
+  int64_t* block = out.load.data() + (int64_t)l * c.experts;
+  for (int64_t i = 0; i < n; ++i) ++block[idx[i]];
 }
 
 }  // namespace
@@ -110,7 +111,7 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
   router_forward(rprobs, ba.idx.data(), gates, rlogits, N, E, K, c.router_norm);
   ba.aux = moe_aux_loss_forward(rprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef);
   out.aux += ba.aux;
-  add_load(out, ba.idx.data(), (int64_t)N * K, E);
+  add_load(out, c, l, ba.idx.data(), (int64_t)N * K);
   moe_plan(ba.plan, ba.idx.data(), N, E, K,
            a.dropless ? 0 : moe_capacity(c.capacity_factor, N, K, E));
   out.dropped += ba.plan.dropped;

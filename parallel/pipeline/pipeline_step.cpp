@@ -115,10 +115,10 @@ class PipelineStep : public TrainStep {
   struct Sums {
     double ce = 0, aux = 0;
     int64_t dropped = 0;
-    std::vector<int64_t> load;  // [experts] of this stage's blocks
+    std::vector<int64_t> load;  // [layers x experts]: this stage's blocks'
   };
   std::vector<int64_t> load() const {  // the same length on every stage
-    std::vector<int64_t> l(m_.cfg.experts, 0);
+    std::vector<int64_t> l(load_size(m_.cfg), 0);
     add_load(l, sums_.load);
     return l;
   }
@@ -211,7 +211,7 @@ class PipelineStep : public TrainStep {
     LossParts lp;
     for (int l = ch.first_block; l < ch.end_block; ++l) block_forward(m_, l, a, lp);
     sums_.aux += lp.aux, sums_.dropped += lp.dropped;
-    if (sums_.load.empty()) sums_.load.assign(m_.cfg.experts, 0);
+    if (sums_.load.empty()) sums_.load.assign(load_size(m_.cfg), 0);
     add_load(sums_.load, lp.load);
     if (ch.head) {
       head_forward(m_, a, lp);

@@ -18,7 +18,7 @@ class DataParallelStep : public TrainStep {
     const float loss_scale = grad_scale / (float)(micro * dp_.size());  // of the global mean
     double ce = 0, aux = 0;
     int64_t dropped = 0;
-    std::vector<int64_t> load(model_.cfg.experts, 0);
+    std::vector<int64_t> load(load_size(model_.cfg), 0);
     engine_.begin_step(micro);
     for (int i = 0; i < micro; ++i) {
       LossParts lp;

@@ -19,15 +19,16 @@ namespace zt {
 
 // The losses of one step over the whole global batch (every microbatch of every rank), the same
 // on every rank: means of the microbatches' cross-entropy and aux loss, the expert assignments
-// dropped by capacity in all of them, and the assignments each expert was routed ([experts]).
+// dropped by capacity in all of them, and the assignments each block's router made to each expert
+// ([layers x experts], LossParts::load).
 struct StepLosses {
   double ce = 0, aux = 0;
   int64_t dropped = 0;
   std::vector<int64_t> load;
 };
 
-// Sums (ce, aux, dropped, load[experts]) over `comm` in one exact reduction: `load` has the
-// model's expert count on every rank (zeros where no MoE block ran).
+// (ce, aux, dropped, load...) for one exact sum: `load` has load_size(cfg) elements on every rank
+// (zeros where no MoE block ran).
 std::vector<double> loss_sums(double ce, double aux, int64_t dropped,
                               const std::vector<int64_t>& load);
 void add_load(std::vector<int64_t>& into, const std::vector<int64_t>& load);

@@ -50,7 +50,10 @@ for f in ['ref.jsonl', 'c.jsonl', 'f.jsonl']:
     for o in rows(f):  # every assignment of the step: 8 samples x 32 tokens x top-2 x 3 blocks
         m = o['moe']
         assert len(m['load']) == 4 and sum(m['load']) == 8 * 32 * 2 * 3, (f, m)
-        assert abs(m['imbalance'] - max(m['load']) * 4 / sum(m['load'])) < 1e-9, (f, m)
+        assert len(m['block_load']) == 3 and [sum(x) for x in zip(*m['block_load'])] == m['load'], (f, m)
+        per = [max(b) * 4 / sum(b) for b in m['block_load']]
+        assert all(abs(a - b) < 1e-9 for a, b in zip(per, m['block_imbalance'])), (f, m)
+        assert abs(m['imbalance'] - max(per)) < 1e-9, (f, m)
 # The load is the routers' decision, the same in every layout (up to a near-tie moving one).
 for a, b in zip(rows('ref.jsonl'), rows('c.jsonl')):
     assert sum(abs(x - y) for x, y in zip(a['moe']['load'], b['moe']['load'])) <= 2, (a['moe'], b['moe'])

@@ -91,7 +91,7 @@ inline void run_layout(const LayoutCase& k) {
     const double lr = lr_at(s, 3e-3, 3e-4, 2, steps);
     ref.zero_grads();
     double ref_loss = 0;
-    std::vector<int64_t> ref_load(cfg.experts, 0);
+    std::vector<int64_t> ref_load(load_size(cfg), 0);
     for (int q = 0; q < dp; ++q)
       for (int i = 0; i < M; ++i) {  // dp rank q's microbatch i
         const LossParts lp = ref_run.forward(fill(s * G + (int64_t)(q * M + i) * B), B, T);
@@ -108,7 +108,8 @@ inline void run_layout(const LayoutCase& k) {
     // The load: the same assignments in all; fp32, per expert (a near-tie in a router's top-k can
     // go the other way under another reduction order: one assignment moves).
     int64_t moved = 0, total = 0, ref_total = 0;
-    for (int e = 0; e < cfg.experts; ++e) {
+    ASSERT_EQ(sl.load.size(), ref_load.size()) << what;
+    for (size_t e = 0; e < ref_load.size(); ++e) {
       moved += std::abs(sl.load[e] - ref_load[e]);
       total += sl.load[e], ref_total += ref_load[e];
     }
