@@ -72,7 +72,7 @@ struct Acts {
   Buffer<float> dres;                      // gradient of the residual stream, flowing down
   std::vector<WeightGradJob> head_wgrad;   // the head's deferred weight-gradient product
   Buffer<float> full;                      // sequence parallel: a partial output [N, d]
-  Buffer<float> ep_in, ep_out;             // expert parallel: rows in transit [R, d]
+  Buffer<float> ep_in, ep_out;             // expert parallel: rows in transit (sent, received)
   KVCache* kv = nullptr;                   // decoding: attention reads and extends this cache
   bool dropless = false;                   // decoding: experts take every assignment
 

@@ -116,7 +116,9 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
            a.dropless ? 0 : moe_capacity(c.capacity_factor, N, K, E));
   out.dropped += ba.plan.dropped;
   const int rows = ba.plan.rows();
-  float* xe = room(ba.xe, (int64_t)rows * d);
+  // The dispatched rows: kept for the experts' backward on one rank; under ep only sent (the
+  // receiver keeps its own), so they go in a buffer of the microbatch's transit.
+  float* xe = m.ep ? room(a.ep_out, (int64_t)rows * d) : room(ba.xe, (int64_t)rows * d);
   float* ye = room(ba.ye, (int64_t)rows * d);
   moe_dispatch_forward(xe, xf, ba.plan, d);
   auto shared = [&] {
@@ -142,7 +144,7 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
   sent.wait();
   float* xl = room(ba.xl, Rd);
   regroup(xl, in, r, d, /*to_experts=*/true);
-  float* yl = room(a.ep_out, Rd);
+  float* yl = room(a.ep_out, Rd);  // xe has been sent
   zero(yl, Rd);
   run_experts(m, l, ba, xl, r.offset.data(), yl);
   regroup(in, yl, r, d, /*to_experts=*/false);
