@@ -20,7 +20,8 @@ int cmd_eval(int argc, char** argv) {
   po::options_description d("Evaluation");
   d.add_options()                                                                                 //
       ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
-      ("data", po::value(&data)->required(), "token file (or a directory: its val.bin)")          //
+      ("data", po::value(&data)->required(),
+       "token file, glob of shards, or directory (its val.bin or val shards)")  //
       ("eval-tokens", po::value(&eval_tokens)->default_value(eval_tokens),
        "target tokens at most")  //
       ("micro-batch", po::value(&micro_batch)->default_value(micro_batch), "windows per forward");
@@ -28,14 +29,12 @@ int cmd_eval(int argc, char** argv) {
   if (!parse_options(argc, argv, "usage: zerotrain eval --ckpt PATH --data FILE", d, vm)) return 0;
   require_min(vm, "eval-tokens", 1);
   require_min(vm, "micro-batch", 1);
-  if (std::filesystem::is_directory(data))
-    data = (std::filesystem::path(data) / "val.bin").string();
 
   ModelConfig cfg = checkpoint_model_config(ckpt);
   Model model(cfg, 0, /*with_grads=*/false);
   load_model_weights(ckpt, model);
-  TokenFile tf = read_token_file(data, cfg.vocab);
-  EvalResult r = evaluate(model, tf.tokens, cfg.seq_len, eval_tokens, micro_batch);
+  const TokenData tokens(resolve_token_files(data, "val", "--data"), cfg.vocab);
+  EvalResult r = evaluate(model, tokens, cfg.seq_len, eval_tokens, micro_batch);
   std::printf(
       "%s\n",
       nlohmann::json{{"ce", r.ce}, {"aux_loss", r.aux}, {"tokens", r.tokens}}.dump().c_str());

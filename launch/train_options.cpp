@@ -45,9 +45,14 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   po::options_description model("Model (SPEC section 1)"), data("Data"), opt("Optimisation"),
       par("Parallelism"), off("Offload"), ckpt("Checkpoints"), mon("Monitoring");
   add_model_flags(model, o.model);
-  data.add_options()                                                                         //
-      ("data", po::value(&o.data)->required(), "token file, or a directory with train.bin")  //
-      ("val-data", po::value(&o.val_data), "validation token file (default: DIR/val.bin)");
+  data.add_options()  //
+      ("data", po::value(&o.data)->required(),
+       "token file (llm.c gpt2 or llama-3 format), glob of shards ('DIR/*_train_*.bin'), or "
+       "directory: its train.bin or train shards, in name order")  //
+      ("val-data", po::value(&o.val_data),
+       "validation tokens in the same forms (default: the directory's val.bin or val shards)")  //
+      ("allow-data-change", po::bool_switch(&o.allow_data_change),
+       "resume from a checkpoint trained on other files than --data gives");
   opt.add_options()  //
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "samples per microbatch per rank")  //

@@ -13,6 +13,7 @@ namespace zt {
 struct TrainOptions {
   ModelConfig model;
   std::string data, val_data;
+  bool allow_data_change = false;  // resume on other data than the checkpoint's
   int micro_batch = 8, grad_accum = 1;
   int64_t steps = 300, warmup_steps = 20;
   double lr = 3e-3, min_lr = 3e-4, clip_grad = 1.0;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "model/evaluate.h"
+#include "parallel/comm/gather.h"
 #include "runtime/error.h"
 #include "runtime/trace.h"
 
@@ -28,20 +29,36 @@ std::string describe(const PipelineLayout& p, const TrainOptions& o) {
 }
 
 struct DataPaths {
-  std::string train, val;
+  std::vector<std::string> train, val;  // in stream order
 };
 
+// The data a checkpoint was trained on against this run's (names and token counts of the files,
+// not their directory). Checkpoints of earlier versions named one path: not checked.
+void check_same_data(const nlohmann::json& saved, const TokenData& now, const std::string& from,
+                     bool allow_change) {
+  if (!saved.is_object() || allow_change) return;
+  const nlohmann::json cur = now.describe();
+  if (saved.value("files", nlohmann::json()) == cur["files"]) return;
+  auto brief = [](const nlohmann::json& d) {
+    const nlohmann::json& f = d.at("files");
+    return cat(f.size(), f.size() == 1 ? " file (" : " files (",
+               f.empty() ? std::string() : f.front().at("name").get<std::string>(),
+               f.size() > 1 ? cat(" .. ", f.back().at("name").get<std::string>()) : std::string(),
+               "), ", d.value("tokens", int64_t{0}), " tokens");
+  };
+  fail("--resume: '", from, "' was trained on ", brief(saved), "; --data gives ", brief(cur),
+       " (pass --allow-data-change to continue on other data)");
+}
+
+// --data: a file, a glob or a directory (train.bin or train shards); validation: --val-data in
+// the same forms, else the directory's val.bin or val shards.
 DataPaths resolve_data(const TrainOptions& o) {
   DataPaths p;
-  if (fs::is_directory(o.data)) {
-    p.train = (fs::path(o.data) / "train.bin").string();
-    if (o.val_data.empty() && fs::exists(fs::path(o.data) / "val.bin"))
-      p.val = (fs::path(o.data) / "val.bin").string();
-  } else {
-    p.train = o.data;
-  }
-  if (!o.val_data.empty()) p.val = o.val_data;
-  if (!fs::exists(p.train)) fail("--data: no token file at '", p.train, "'");
+  p.train = resolve_token_files(o.data, "train", "--data");
+  if (!o.val_data.empty())
+    p.val = resolve_token_files(o.val_data, "val", "--val-data");
+  else if (fs::is_directory(o.data))
+    p.val = resolve_token_files(o.data, "val", "--data", /*required=*/false);
   return p;
 }
 
@@ -69,10 +86,9 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   r.grid = std::make_unique<ProcessGrid>(*r.world, o.tp, o.pp, o.ep);
 
   const DataPaths paths = resolve_data(o);
-  r.train = read_token_file(paths.train, mc.vocab);
-  r.sampler =
-      std::make_unique<Sampler>((int64_t)r.train.tokens.size(), mc.seq_len, o.seed, paths.train);
-  if (!paths.val.empty()) r.val = read_token_file(paths.val, mc.vocab);
+  r.train = TokenData(paths.train, mc.vocab);  // mapped: each rank reads its samples only
+  r.sampler = std::make_unique<Sampler>(r.train.size(), mc.seq_len, o.seed, r.train.what());
+  if (!paths.val.empty()) r.val = TokenData(paths.val, mc.vocab);
   if (!o.trace.empty()) Tracer::get().enable(ctx.rank());
 
   // A pipeline stage holds its own layers' units (parallel/pipeline/stages.h).
@@ -115,13 +131,13 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
                    {"lr", o.lr},
                    {"min_lr", o.min_lr},
                    {"warmup_steps", o.warmup_steps},
-                   {"data", paths.train}};
+                   {"data", r.train.describe()}};
   if (r.rank0()) {
     std::printf(
         "zerotrain train: %lld parameters (%lld active per token), %lld train tokens, "
         "%lld samples of %d tokens per step, %d rank(s) (dp %d x tp %d%s x pp %d%s), ZeRO stage "
         "%d, %s\n",
-        (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.tokens.size(),
+        (long long)r.counts.params, (long long)r.counts.active, (long long)r.train.size(),
         (long long)r.samples_per_step, mc.seq_len, ctx.world(), g.dp, g.tp,
         r.model->sequence_parallel ? ", sequence parallel" : "", g.pp,
         g.ep > 1 ? cat(", experts over ep ", g.ep, " inside dp").c_str() : "", o.zero_stage,
@@ -144,6 +160,8 @@ void resume_training(TrainRun& r) {
     from = find_latest_checkpoint(o.ckpt_dir, /*report=*/r.rank0());
   if (o.resume != "auto" && o.resume != "none") from = resolve_checkpoint(o.resume);
   if (from.empty()) return;
+  check_same_data(read_manifest(from, /*verify=*/false).at("train").value("data", nlohmann::json()),
+                  r.train, from, o.allow_data_change);
   // Unit by unit: one unit's full state in memory at a time, of the experts only the rank's.
   // auto: verified while it was chosen.
   load_checkpoint(
@@ -158,10 +176,28 @@ void resume_training(TrainRun& r) {
   std::fflush(stdout);
 }
 
+void check_first_step_data(TrainRun& r) {
+  std::string err;
+  if (r.state.step < r.o.steps) {
+    try {
+      const int B = r.o.micro_batch, T = r.o.model.seq_len;
+      std::vector<int32_t> batch((size_t)B * (T + 1));
+      for (int i = 0; i < r.o.grad_accum; ++i)
+        fill_samples(*r.sampler, r.train,
+                     first_sample(r.state.step, B, r.o.grad_accum, r.dp(), r.dp_rank(), i), B, T,
+                     batch.data());
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  for (const std::string& m : gather_strings(*r.world, err))
+    if (!m.empty()) fail_on_rank0(r.ctx.info(), m);
+}
+
 double validation_loss(TrainRun& r) {
-  if (r.val.tokens.empty()) return NAN;
+  if (r.val.empty()) return NAN;
   EvalResult e = evaluate([&](const int32_t* t, int b, int n) { return r.step->evaluate(t, b, n); },
-                          r.val.tokens, r.o.model.seq_len, r.o.eval_tokens, r.o.micro_batch);
+                          r.val, r.o.model.seq_len, r.o.eval_tokens, r.o.micro_batch);
   r.step->end_evaluation();
   return e.ce;
 }

@@ -31,7 +31,7 @@ struct TrainRun {
   // Declared in the order they are built; destroyed in reverse (the engine before its store).
   std::unique_ptr<Communicator> world;
   std::unique_ptr<ProcessGrid> grid;
-  TokenFile train, val;  // val empty without validation data
+  TokenData train, val;  // mapped; val empty without validation data
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TensorParallel> tp;  // the model's tensor-parallel hook (tp > 1)
   std::unique_ptr<ExpertParallel> ep;  // the model's expert-parallel hook (ep > 1)
@@ -54,6 +54,10 @@ struct TrainRun {
 std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx);
 // --resume auto|PATH: loads the checkpoint into the engine and the state (collective).
 void resume_training(TrainRun& run);
+// Reads this rank's samples of the first step to run, before anything is written: a token id
+// >= --vocab there ends the run with one line from rank 0 (the failing rank's) and nothing on
+// disk. Later samples are checked as they are read. Collective over the world.
+void check_first_step_data(TrainRun& run);
 // The validation loss on the validation file's first windows (NaN without validation data).
 double validation_loss(TrainRun& run);
 // Writes a checkpoint of the current state to --ckpt-dir (collective).

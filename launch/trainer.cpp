@@ -21,6 +21,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   std::unique_ptr<TrainRun> run = set_up_training(o, ctx);
   TrainRun& r = *run;
   resume_training(r);
+  check_first_step_data(r);
   MetricsWriter metrics(r.rank0() ? o.metrics
                                   : "");  // after the set-up: a failed start writes nothing
   install_stop_handlers();
@@ -37,8 +38,8 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
 
     // Forward and backward of this rank's microbatches, then the losses of the global batch.
     auto microbatch = [&](int i) {
-      fill_samples(*r.sampler, r.train.tokens,
-                   first_sample(step, B, o.grad_accum, r.dp(), r.dp_rank(), i), B, T, batch.data());
+      fill_samples(*r.sampler, r.train, first_sample(step, B, o.grad_accum, r.dp(), r.dp_rank(), i),
+                   B, T, batch.data());
       return batch.data();
     };
     const StepLosses losses = r.step->run(o.grad_accum, microbatch, B, T);
@@ -65,7 +66,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     // Validation, the metrics line, checkpoints, and a requested stop.
     const bool last = r.state.step == o.steps;
     const bool do_eval = o.eval_every > 0 && r.state.step % o.eval_every == 0;
-    if (do_eval || (last && !r.val.tokens.empty())) rec.val_loss = last_val = validation_loss(r);
+    if (do_eval || (last && !r.val.empty())) rec.val_loss = last_val = validation_loss(r);
     if (r.state.step % o.log_every == 0 || last || do_eval) {
       const nlohmann::json line = step_metrics(r, rec);  // collective
       if (r.rank0()) {

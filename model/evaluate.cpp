@@ -8,11 +8,11 @@
 
 namespace zt {
 
-EvalResult evaluate(const ForwardFn& forward, const std::vector<uint16_t>& tokens, int T,
-                    int64_t max_tokens, int micro_batch) {
-  const int64_t avail = (int64_t)tokens.size() - 1;  // target tokens the file can provide
+EvalResult evaluate(const ForwardFn& forward, const TokenData& tokens, int T, int64_t max_tokens,
+                    int micro_batch) {
+  const int64_t avail = tokens.size() - 1;  // target tokens the file can provide
   int64_t budget = std::min(max_tokens, avail);
-  if (budget <= 0) fail("evaluation file has ", tokens.size(), " tokens: nothing to evaluate");
+  if (budget <= 0) fail(tokens.what(), ": ", tokens.size(), " tokens: nothing to evaluate");
   EvalResult r;
   double ce_sum = 0, aux_sum = 0;
   std::vector<int32_t> batch;
@@ -23,8 +23,7 @@ EvalResult evaluate(const ForwardFn& forward, const std::vector<uint16_t>& token
     int nb = len == T ? (int)std::min<int64_t>(micro_batch, budget / T) : 1;
     batch.resize((size_t)nb * (len + 1));
     for (int b = 0; b < nb; ++b)
-      for (int t = 0; t <= len; ++t)
-        batch[(size_t)b * (len + 1) + t] = tokens[pos + (int64_t)b * len + t];
+      tokens.read(pos + (int64_t)b * len, len + 1, &batch[(size_t)b * (len + 1)]);
     LossParts lp = forward(batch.data(), nb, len);
     int64_t n = (int64_t)nb * len;
     ce_sum += lp.ce * (double)n;
@@ -38,8 +37,8 @@ EvalResult evaluate(const ForwardFn& forward, const std::vector<uint16_t>& token
   return r;
 }
 
-EvalResult evaluate(Model& model, const std::vector<uint16_t>& tokens, int seq_len,
-                    int64_t max_tokens, int micro_batch) {
+EvalResult evaluate(Model& model, const TokenData& tokens, int seq_len, int64_t max_tokens,
+                    int micro_batch) {
   Acts acts;
   return evaluate(
       [&](const int32_t* t, int B, int T) { return model_forward(model, acts, t, B, T); }, tokens,

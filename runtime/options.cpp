@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -16,7 +17,21 @@ bool parse_options(int argc, char** argv, const std::string& usage, po::options_
   po::options_description all;
   all.add(common).add(groups);
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).run();
+    // A single-valued flag given more than once: the last one counts (as in argparse-based
+    // launchers, so a script can append overrides to a common flag set).
+    std::vector<po::option> kept;
+    for (size_t i = 0; i < parsed.options.size(); ++i) {
+      const po::option& o = parsed.options[i];
+      const po::option_description* d = all.find_nothrow(o.string_key, false);
+      bool later = false;
+      if (d && d->semantic()->max_tokens() <= 1)
+        for (size_t j = i + 1; j < parsed.options.size() && !later; ++j)
+          later = parsed.options[j].string_key == o.string_key;
+      if (!later) kept.push_back(o);
+    }
+    parsed.options = std::move(kept);
+    po::store(parsed, vm);
     if (vm.count("help")) {
       std::cout << usage << "\n" << all << "\n";
       return false;

@@ -12,6 +12,7 @@ namespace po = boost::program_options;
 
 // Parses argv (argv[0] is the subcommand name) against `groups` (each an options_description
 // shown as one group by --help). Adds --help and --config. Returns false if --help was printed.
+// A single-valued flag given more than once takes its last value.
 bool parse_options(int argc, char** argv, const std::string& usage, po::options_description& groups,
                    po::variables_map& vm);
 

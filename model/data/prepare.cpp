@@ -72,15 +72,6 @@ bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n'; });
 }
 
-std::vector<uint16_t> join_documents(const std::vector<const std::string*>& docs) {
-  std::vector<uint16_t> tokens;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    if (i > 0) tokens.push_back('\n');
-    for (unsigned char c : *docs[i]) tokens.push_back(c);
-  }
-  return tokens;
-}
-
 }  // namespace
 
 std::vector<std::string> list_input_files(const std::vector<std::string>& inputs,
@@ -197,7 +188,7 @@ bool is_val_document(int64_t i, double f) {
 }
 
 PrepareResult prepare_corpus(const std::vector<std::string>& inputs, const std::string& out_dir,
-                             double val_fraction) {
+                             double val_fraction, int64_t shard_tokens) {
   if (!(val_fraction >= 0 && val_fraction < 1))
     fail("--val-fraction must be in [0, 1) (got ", val_fraction, ")");
   if (inputs.empty()) fail("no --input given");
@@ -210,7 +201,13 @@ PrepareResult prepare_corpus(const std::vector<std::string>& inputs, const std::
   for (const auto& s : r.skipped)
     std::fprintf(stderr, "zerotrain prepare: skipped %s\n", s.c_str());
 
-  std::vector<std::string> docs;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec || !fs::is_directory(out_dir))
+    fail("--output '", out_dir, "': cannot create directory", ec ? ": " + ec.message() : "");
+  // One file at a time: its documents go to their split's writer as they are found, joined with
+  // "\n" (nothing is renamed into place unless both splits are good).
+  TokenWriter train(out_dir, "train", shard_tokens), val(out_dir, "val", shard_tokens);
   for (const auto& path : paths) {
     std::string bytes;
     if (!read_file(path, bytes)) {
@@ -222,32 +219,25 @@ PrepareResult prepare_corpus(const std::vector<std::string>& inputs, const std::
       continue;
     }
     ++r.files;
-    for (auto& d : split_documents(clean_terminal_text(bytes))) docs.push_back(std::move(d));
+    for (const std::string& d : split_documents(clean_terminal_text(bytes))) {
+      const bool is_val = is_val_document(r.documents++, val_fraction);
+      TokenWriter& w = is_val ? val : train;
+      int64_t& docs = is_val ? r.val_documents : r.train_documents;
+      if (docs++ > 0) w.append('\n');
+      for (unsigned char c : d) w.append(c);
+    }
   }
   if (r.files == 0) fail("no readable UTF-8 text file in --input (", r.skipped.size(), " skipped)");
-  r.documents = (int64_t)docs.size();
   if (r.documents == 0) fail("--input holds no text (", r.files, " files, all blank)");
-
-  std::vector<const std::string*> train, val;
-  for (int64_t i = 0; i < r.documents; ++i)
-    (is_val_document(i, val_fraction) ? val : train).push_back(&docs[i]);
-  if (train.empty())
+  if (r.train_documents == 0)
     fail("train split is empty: ", r.documents, " documents with --val-fraction ", val_fraction);
-  if (val.empty())
+  if (r.val_documents == 0)
     fail("val split is empty: ", r.documents, " documents with --val-fraction ", val_fraction,
          " give no validation document (raise --val-fraction or add text)");
-
-  std::vector<uint16_t> train_tokens = join_documents(train), val_tokens = join_documents(val);
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir))
-    fail("--output '", out_dir, "': cannot create directory", ec ? ": " + ec.message() : "");
-  write_token_file((fs::path(out_dir) / "train.bin").string(), train_tokens);
-  write_token_file((fs::path(out_dir) / "val.bin").string(), val_tokens);
-  r.train_documents = (int64_t)train.size();
-  r.val_documents = (int64_t)val.size();
-  r.train_tokens = (int64_t)train_tokens.size();
-  r.val_tokens = (int64_t)val_tokens.size();
+  r.train_tokens = train.tokens();
+  r.val_tokens = val.tokens();
+  r.train_files = train.finish();
+  r.val_files = val.finish();
   return r;
 }
 

@@ -9,9 +9,12 @@
 
 namespace zt {
 
-std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
-  std::vector<int64_t> perm(n);
-  std::iota(perm.begin(), perm.end(), int64_t{0});
+namespace {
+// The shuffle into `perm` (n elements of I: uint32 while the windows fit, 4 bytes per window).
+template <typename I>
+void shuffle_windows(std::vector<I>& perm, int64_t n, uint64_t seed, int64_t epoch) {
+  perm.resize((size_t)n);
+  std::iota(perm.begin(), perm.end(), I{0});
   // One Philox stream per epoch; counter i gives the swap partner of position i.
   const uint64_t stream = hash_name("data/sampler") ^ ((uint64_t)epoch * 0x9E3779B97F4A7C15ull);
   for (int64_t i = n - 1; i > 0; --i) {
@@ -22,6 +25,12 @@ std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) 
     int64_t k = (int64_t)(((unsigned __int128)bits * (uint64_t)(i + 1)) >> 64);
     std::swap(perm[i], perm[k]);
   }
+}
+}  // namespace
+
+std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> perm;
+  shuffle_windows(perm, n, seed, epoch);
   return perm;
 }
 
@@ -38,18 +47,19 @@ int64_t Sampler::start(int64_t j) const {
   ZT_CHECK(j >= 0, "sample index ", j);
   int64_t epoch = j / samples_;
   if (epoch != epoch_) {
-    perm_ = epoch_permutation(samples_, seed_, epoch);
+    if (samples_ <= (int64_t)UINT32_MAX)
+      shuffle_windows(perm32_, samples_, seed_, epoch);
+    else
+      shuffle_windows(perm_, samples_, seed_, epoch);
     epoch_ = epoch;
   }
-  return perm_[j % samples_] * seq_len_;
+  const int64_t k = j % samples_;
+  return (perm32_.empty() ? perm_[k] : (int64_t)perm32_[k]) * seq_len_;
 }
 
-void fill_samples(const Sampler& s, const std::vector<uint16_t>& tokens, int64_t first, int B,
-                  int T, int32_t* out) {
-  for (int b = 0; b < B; ++b) {
-    const int64_t start = s.start(first + b);
-    for (int t = 0; t <= T; ++t) out[(size_t)b * (T + 1) + t] = tokens[start + t];
-  }
+void fill_samples(const Sampler& s, const TokenData& tokens, int64_t first, int B, int T,
+                  int32_t* out) {
+  for (int b = 0; b < B; ++b) tokens.read(s.start(first + b), T + 1, out + (size_t)b * (T + 1));
 }
 
 }  // namespace zt

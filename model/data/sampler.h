@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "model/data/token_file.h"
+
 namespace zt {
 
 class Sampler {
@@ -25,9 +27,11 @@ class Sampler {
  private:
   int seq_len_;
   uint64_t seed_;
-  int64_t samples_;                    // S
-  mutable int64_t epoch_ = -1;         // epoch held in perm_
-  mutable std::vector<int64_t> perm_;  // (S,) window index of each position in the epoch
+  int64_t samples_;             // S
+  mutable int64_t epoch_ = -1;  // epoch held in perm_
+  // (S,) window index of each position in the epoch: 4 bytes per window while S < 2^32
+  mutable std::vector<uint32_t> perm32_;
+  mutable std::vector<int64_t> perm_;
 };
 
 // The first global sample of data-parallel rank `dp_rank`'s microbatch `micro` of step `step`:
@@ -37,9 +41,10 @@ inline int64_t first_sample(int64_t step, int B, int accum, int dp, int dp_rank,
   return step * ((int64_t)B * accum * dp) + ((int64_t)dp_rank * accum + micro) * B;
 }
 
-// Samples [first, first + B) of the stream into out [B, T+1] (T = the sampler's seq_len).
-void fill_samples(const Sampler& s, const std::vector<uint16_t>& tokens, int64_t first, int B,
-                  int T, int32_t* out);
+// Samples [first, first + B) of the stream into out [B, T+1] (T = the sampler's seq_len): only
+// their tokens are read (token_file.h).
+void fill_samples(const Sampler& s, const TokenData& tokens, int64_t first, int B, int T,
+                  int32_t* out);
 
 // The window order of one epoch: a Fisher-Yates shuffle of [0, n) driven by Philox keyed by
 // (seed, epoch).

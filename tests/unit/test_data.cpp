@@ -1,4 +1,5 @@
-// Data pipeline: llm.c token files, `prepare` (cleaning, document split) and the epoch sampler.
+// Data pipeline: llm.c token files (both formats, mapped, shards, the writers), `prepare`
+// (cleaning, document split, shards) and the epoch sampler.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,7 +59,18 @@ std::string token_file_bytes(int32_t magic, int32_t version, int32_t count,
 
 using test::error_of;
 
-std::string decode(const std::vector<uint16_t>& tokens) {
+// Every token of a stream (one file or shards), ids checked against vocab.
+std::vector<uint32_t> read_all(const std::vector<std::string>& files, int vocab) {
+  TokenData d(files, vocab);
+  std::vector<int32_t> t((size_t)d.size());
+  d.read(0, d.size(), t.data());
+  return {t.begin(), t.end()};
+}
+std::vector<uint32_t> read_all(const std::string& path, int vocab) {
+  return read_all(std::vector<std::string>{path}, vocab);
+}
+
+std::string decode(const std::vector<uint32_t>& tokens) {
   return std::string(tokens.begin(), tokens.end());
 }
 
@@ -69,19 +81,40 @@ std::string decode(const std::vector<uint16_t>& tokens) {
 TEST(TokenFile, RoundTripAndLayout) {
   TempDir dir;
   std::string path = dir / "t.bin";
-  std::vector<uint16_t> tokens = {0, 1, 255, 256, 50256, 65535};
+  std::vector<uint32_t> tokens = {0, 1, 255, 256, 50256, 65535};
   write_token_file(path, tokens);
   std::string raw = read_bytes(path);
   ASSERT_EQ(raw.size(), 1024u + 2 * tokens.size());
   EXPECT_EQ(raw,
             token_file_bytes(20240520, 1, 6,
                              std::string("\x00\x00\x01\x00\xff\x00\x00\x01\x50\xc4\xff\xff", 12)));
-  TokenFile tf = read_token_file(path, 65536);
-  EXPECT_EQ(tf.path, path);
-  EXPECT_EQ(tf.tokens, tokens);
+  EXPECT_EQ(read_all(path, 65536), tokens);
+  MappedTokenFile f(path);
+  EXPECT_EQ(f.format(), TokenFormat::gpt2);
+  EXPECT_EQ(f.size(), 6);
 
   write_token_file(path, {});  // empty and overwrite
-  EXPECT_TRUE(read_token_file(path, 256).tokens.empty());
+  EXPECT_TRUE(read_all(path, 256).empty());
+  EXPECT_NE(error_of([&] { write_token_file(path, {70000}); }).find("does not fit"),
+            std::string::npos);
+}
+
+TEST(TokenFile, Llama3FormatRoundTrip) {  // llm.c's uint32 format, vocabularies past 65,536
+  TempDir dir;
+  std::string path = dir / "l3.bin";
+  std::vector<uint32_t> tokens = {0, 65536, 128255, 7};
+  write_token_file(path, tokens, TokenFormat::llama3);
+  std::string raw = read_bytes(path);
+  ASSERT_EQ(raw.size(), 1024u + 4 * tokens.size());
+  EXPECT_EQ(raw, token_file_bytes(20240801, 7, 4,
+                                  std::string("\x00\x00\x00\x00\x00\x00\x01\x00\xff\xf4\x01\x00"
+                                              "\x07\x00\x00\x00",
+                                              16)));
+  EXPECT_EQ(read_all(path, 128256), tokens);
+  EXPECT_EQ(MappedTokenFile(path).format(), TokenFormat::llama3);
+  const std::string msg = error_of([&] { read_all(path, 100000); });
+  EXPECT_NE(msg.find("token id 128255 at position 2 is >= --vocab 100000"), std::string::npos)
+      << msg;
 }
 
 TEST(TokenFile, WriteIsAtomic) {
@@ -100,20 +133,138 @@ TEST(TokenFile, BadFilesNameTheFile) {
   std::string path = dir / "bad.bin";
   auto check = [&](const std::string& bytes, std::vector<std::string> parts) {
     write_bytes(path, bytes);
-    std::string msg = error_of([&] { read_token_file(path, 256); });
+    std::string msg = error_of([&] { read_all(path, 256); });
     ASSERT_FALSE(msg.empty()) << "no error for " << parts[0];
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
     for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
   };
   check(std::string(100, '\0'), {"too short", "100"});
-  check(token_file_bytes(12345, 1, 2, "ab"), {"magic", "12345", "20240520"});
+  check(token_file_bytes(12345, 1, 2, "ab"), {"magic", "12345", "20240520", "20240801"});
   check(token_file_bytes(20240520, 3, 2, "abcd"), {"version", "3"});
-  check(token_file_bytes(20240520, 1, 10, std::string(10, 'a')), {"10 tokens", "1034"});
-  check(token_file_bytes(20240520, 1, 2, "abcde"), {"2 tokens", "1029"});  // trailing garbage
+  check(token_file_bytes(20240801, 1, 1, "abcd"), {"version 1", "expected 7"});
+  check(token_file_bytes(20240520, 1, 10, std::string(10, 'a')), {"10 tokens", "1044"});
+  check(token_file_bytes(20240520, 1, 2, "abcde"), {"2 tokens", "1028"});  // trailing garbage
+  check(token_file_bytes(20240801, 7, 2, "abcdefg"), {"2 tokens", "1032"});
   check(token_file_bytes(20240520, 1, 3, std::string("\x05\x00\x00\x01\x07\x00", 6)),
         {"token id 256", "position 1", "--vocab 256"});
   std::string missing = dir / "missing.bin";
-  EXPECT_NE(error_of([&] { read_token_file(missing, 256); }).find(missing), std::string::npos);
+  EXPECT_NE(error_of([&] { read_all(missing, 256); }).find(missing), std::string::npos);
+}
+
+TEST(TokenFile, IdsAreCheckedAsTheyAreRead) {
+  // A bad id does not stop the file from opening: the samples before it read, the one holding it
+  // fails naming the file and the position.
+  TempDir dir;
+  std::vector<uint32_t> tokens(5000, 3);
+  tokens[4321] = 300;
+  const std::string path = dir / "t.bin";
+  write_token_file(path, tokens);
+  TokenData d({path}, 256);
+  std::vector<int32_t> out(100);
+  d.read(0, 100, out.data());
+  EXPECT_EQ(out[99], 3);
+  const std::string msg = error_of([&] { d.read(4300, 100, out.data()); });
+  EXPECT_NE(msg.find(path + ": token id 300 at position 4321 is >= --vocab 256"), std::string::npos)
+      << msg;
+  EXPECT_NE(error_of([&] { d.read(4990, 20, out.data()); }).find("outside the 5000 tokens"),
+            std::string::npos);
+}
+
+TEST(TokenFile, ShardsReadAsOneStreamInNameOrder) {
+  TempDir dir;
+  std::vector<uint32_t> all;
+  for (uint32_t i = 0; i < 300; ++i) all.push_back(i % 251);
+  // Written out of order; name order is the stream order. Plus a val shard and a stray file.
+  write_token_file(dir / "fw_train_000002.bin", {all.begin() + 200, all.end()});
+  write_token_file(dir / "fw_train_000000.bin", {all.begin(), all.begin() + 70});
+  write_token_file(dir / "fw_train_000001.bin", {all.begin() + 70, all.begin() + 200});
+  write_token_file(dir / "fw_val_000000.bin", {1, 2, 3});
+  write_bytes(dir / "notes.txt", "not a shard");
+  const std::vector<std::string> files = resolve_token_files(dir.path, "train", "--data");
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(fs::path(files[0]).filename(), "fw_train_000000.bin");
+  EXPECT_EQ(fs::path(files[2]).filename(), "fw_train_000002.bin");
+  EXPECT_EQ(read_all(files, 256), all);
+  TokenData d(files, 256);
+  std::vector<int32_t> out(150);  // across two boundaries
+  d.read(60, 150, out.data());
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(out[i], (int32_t)all[60 + i]);
+  EXPECT_EQ(d.describe()["files"][1]["name"], "fw_train_000001.bin");
+  EXPECT_EQ(d.describe()["tokens"], 300);
+  EXPECT_EQ(resolve_token_files(dir / "fw_train_*.bin", "train", "--data"), files);
+  EXPECT_EQ(resolve_token_files(dir.path, "val", "--data").size(), 1u);
+  // A directory's ROLE.bin wins over its shards; nothing at all is an error naming the flag.
+  write_token_file(dir / "train.bin", {9});
+  EXPECT_EQ(resolve_token_files(dir.path, "train", "--data"),
+            std::vector<std::string>{dir / "train.bin"});
+  TempDir empty;
+  EXPECT_NE(error_of([&] {
+              resolve_token_files(empty.path, "train", "--data");
+            }).find("--data: no train.bin and no train shards"),
+            std::string::npos);
+  EXPECT_TRUE(resolve_token_files(empty.path, "val", "--data", false).empty());
+  EXPECT_NE(error_of([&] {
+              resolve_token_files(empty / "x_*.bin", "train", "--data");
+            }).find("--data: no file matches"),
+            std::string::npos);
+  // The shards of one stream share a format.
+  write_token_file(dir / "fw_train_000003.bin", {1}, TokenFormat::llama3);
+  EXPECT_NE(error_of([&] {
+              TokenData(resolve_token_files(dir / "fw_train_*", "train", "--data"), 256);
+            }).find("share a format"),
+            std::string::npos);
+}
+
+TEST(TokenFile, WriterShardsAndReplacesEarlierOutput) {
+  TempDir dir;
+  write_token_file(dir / "train.bin", {1});               // an earlier unsharded run
+  write_token_file(dir / "train_000009.bin", {1});        // and an earlier longer sharded one
+  write_token_file(dir / "other_train_000000.bin", {1});  // not this writer's
+  {
+    TokenWriter abandoned(dir.path, "train", 4);
+    for (uint32_t i = 0; i < 10; ++i) abandoned.append(i);
+  }  // destroyed without finish: nothing of it remains
+  EXPECT_FALSE(fs::exists(dir / "train_000000.bin"));
+  EXPECT_FALSE(fs::exists(dir / "train_000000.bin.tmp"));
+  TokenWriter w(dir.path, "train", 4);
+  for (uint32_t i = 0; i < 10; ++i) w.append(i);
+  const std::vector<std::string> files = w.finish();
+  ASSERT_EQ(files.size(), 3u);  // 4 + 4 + 2
+  EXPECT_EQ(MappedTokenFile(files[2]).size(), 2);
+  EXPECT_EQ(read_all(files, 256), (std::vector<uint32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_FALSE(fs::exists(dir / "train.bin"));
+  EXPECT_FALSE(fs::exists(dir / "train_000009.bin"));
+  EXPECT_TRUE(fs::exists(dir / "other_train_000000.bin"));
+}
+
+TEST(TokenFile, EveryLayoutSeesTheSameGlobalBatchesAcrossShards) {
+  // The samples of a step, taken by 1 rank or by each of 4 ranks in its slice, are the same
+  // tokens, also where a sample spans two shards.
+  TempDir dir;
+  std::vector<uint32_t> all;
+  for (uint32_t i = 0; i < 2000; ++i) all.push_back((i * 7 + i / 13) % 256);
+  write_token_file(dir / "train_000000.bin", {all.begin(), all.begin() + 777});
+  write_token_file(dir / "train_000001.bin", {all.begin() + 777, all.end()});
+  const TokenData shards(resolve_token_files(dir.path, "train", "--data"), 256);
+  write_token_file(dir / "whole.bin", all);
+  const TokenData whole({dir / "whole.bin"}, 256);
+  const int T = 16, B = 2, accum = 2;
+  Sampler s(shards.size(), T, 5);
+  for (int64_t step = 0; step < 40; ++step) {
+    std::vector<int32_t> one((size_t)B * accum * 4 * (T + 1)), four(one.size()), ref(one.size());
+    for (int i = 0; i < accum * 4; ++i)  // dp 1 with grad-accum 8
+      fill_samples(s, shards, first_sample(step, B, accum * 4, 1, 0, i), B, T,
+                   &one[(size_t)i * B * (T + 1)]);
+    for (int r = 0; r < 4; ++r)  // dp 4 with grad-accum 2, rank-major
+      for (int i = 0; i < accum; ++i)
+        fill_samples(s, shards, first_sample(step, B, accum, 4, r, i), B, T,
+                     &four[(size_t)(r * accum + i) * B * (T + 1)]);
+    for (int i = 0; i < accum * 4; ++i)
+      fill_samples(s, whole, first_sample(step, B, accum * 4, 1, 0, i), B, T,
+                   &ref[(size_t)i * B * (T + 1)]);
+    EXPECT_EQ(one, four) << "step " << step;
+    EXPECT_EQ(one, ref) << "step " << step;
+  }
 }
 
 // ---- prepare ----
@@ -156,12 +307,20 @@ TEST(Prepare, SplitsFortuneFilesExactly) {
   EXPECT_EQ(r.documents, 4);
   EXPECT_EQ(r.train_documents, 2);
   EXPECT_EQ(r.val_documents, 2);
-  std::string train = decode(read_token_file(dir / "out/data/train.bin", 256).tokens);
-  std::string val = decode(read_token_file(dir / "out/data/val.bin", 256).tokens);
+  std::string train = decode(read_all(dir / "out/data/train.bin", 256));
+  std::string val = decode(read_all(dir / "out/data/val.bin", 256));
   EXPECT_EQ(train, "Title A\nline a1\n\nc1\n");
   EXPECT_EQ(val, "B body\n\nd1\nd2\n");
   EXPECT_EQ(r.train_tokens, (int64_t)train.size());
   EXPECT_EQ(r.val_tokens, (int64_t)val.size());
+
+  // Sharded: the same streams in shards of 5 tokens, and the single files replaced by them.
+  PrepareResult s = prepare_corpus({dir / "in"}, dir / "out/data", 0.5, 5);
+  EXPECT_EQ(s.train_files.size(), (train.size() + 4) / 5);
+  EXPECT_EQ(fs::path(s.train_files[0]).filename(), "train_000000.bin");
+  EXPECT_EQ(decode(read_all(s.train_files, 256)), train);
+  EXPECT_EQ(decode(read_all(resolve_token_files(dir / "out/data", "val", "--data"), 256)), val);
+  EXPECT_FALSE(fs::exists(dir / "out/data/train.bin"));
 }
 
 TEST(Prepare, ErrorsAreOneClearLine) {
@@ -177,6 +336,7 @@ TEST(Prepare, ErrorsAreOneClearLine) {
   EXPECT_NE(msg({dir / "bin.dat"}, 0.05).find("no readable"), std::string::npos);
   EXPECT_NE(msg({dir / "a.txt"}, 0.05).find("val split is empty"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "out/train.bin"));
+  EXPECT_FALSE(fs::exists(dir / "out/train.bin.tmp"));
   EXPECT_TRUE(msg({dir / "a.txt"}, 0.5).empty());
 }
 
@@ -189,7 +349,7 @@ TEST(Prepare, CommandLine) {
                             .c_str()),
             0);
   EXPECT_NE(read_bytes(dir / "log").find("1 files (0 skipped), 3 documents"), std::string::npos);
-  EXPECT_EQ(decode(read_token_file(dir / "out/val.bin", 256).tokens), "two\n");
+  EXPECT_EQ(decode(read_all(dir / "out/val.bin", 256)), "two\n");
   int rc = std::system((base + " --input " + (dir / "nope") + " 2>" + (dir / "err")).c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 2);
   EXPECT_NE(read_bytes(dir / "err").find(dir / "nope"), std::string::npos);
@@ -227,6 +387,8 @@ TEST(Sampler, DeterministicPerSeedAndOrderIndependent) {
   for (int64_t j = n - 1; j >= 0; --j) rev[j] = b.start(j);
   EXPECT_EQ(fwd, rev);
   EXPECT_NE(fwd, other);
+  const std::vector<int64_t> p1 = epoch_permutation(S, 7, 1);  // the sampler's compact copy
+  for (int64_t j = 0; j < S; ++j) EXPECT_EQ(fwd[S + j], p1[j] * 8);
   for (int64_t j : {5 * S + 3, int64_t{2}, 5 * S + 3, 4 * S}) {  // jumping between epochs
     Sampler fresh(5000, 8, 7);
     EXPECT_EQ(a.start(j), fresh.start(j));

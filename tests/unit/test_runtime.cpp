@@ -6,6 +6,7 @@
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
+#include "runtime/options.h"
 #include "runtime/rng.h"
 #include "runtime/tensor.h"
 
@@ -76,6 +77,24 @@ TEST(Rng, NormalMoments) {
   double mean = s / n, var = s2 / n - mean * mean;
   EXPECT_NEAR(mean, 0.0, 0.01);  // 4.5 standard errors
   EXPECT_NEAR(var, 1.0, 0.015);
+}
+
+TEST(Options, ASingleValuedFlagGivenTwiceTakesTheLastValue) {
+  int steps = 0, seq = 0;
+  std::vector<std::string> inputs;
+  po::options_description d("Test");
+  d.add_options()("steps", po::value(&steps)->default_value(1), "")(
+      "seq-len", po::value(&seq)->default_value(8), "")("input", po::value(&inputs)->multitoken(),
+                                                        "");
+  std::vector<std::string> args = {"x",       "--steps", "3",       "--seq-len", "64",
+                                   "--steps", "5",       "--input", "a",         "b"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  po::variables_map vm;
+  ASSERT_TRUE(parse_options((int)argv.size(), argv.data(), "usage", d, vm));
+  EXPECT_EQ(steps, 5);
+  EXPECT_EQ(seq, 64);
+  EXPECT_EQ(inputs, (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace zt
