@@ -78,12 +78,12 @@ int bench_io(int argc, char** argv) {
   ModelConfig cfg;  // the bench shape by default
   int repeat = 3;
   po::options_description d("bench io");
-  d.add_options()                                                                          //
-      ("dir", po::value(&dir)->default_value(dir), "directory on the disk to measure")     //
-      ("layers", po::value(&cfg.layers)->default_value(cfg.layers), "model size: blocks")  //
-      ("model-dim", po::value(&cfg.model_dim)->default_value(cfg.model_dim),
+  d.add_options()                                                      //
+      ("dir", with_default(&dir), "directory on the disk to measure")  //
+      ("layers", with_default(&cfg.layers), "model size: blocks")      //
+      ("model-dim", with_default(&cfg.model_dim),
        "model size: width")  //
-      ("repeat", po::value(&repeat)->default_value(repeat), "best of this many runs");
+      ("repeat", with_default(&repeat), "best of this many runs");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: zerotrain bench io [--dir DIR]", d, vm)) return 0;
   require_min(vm, "repeat", 1);

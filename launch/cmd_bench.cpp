@@ -215,6 +215,6 @@ double measure_gemm(DeviceKind device, int m, int n, int k, int threads, int rep
   return rates[rates.size() / 2];
 }
 
-ZT_COMMAND("bench", "micro-benchmarks, one JSON object per line: bench gemm", cmd_bench);
+ZT_COMMAND("bench", "micro-benchmarks, one JSON line each: bench gemm|comm|adamw|io", cmd_bench);
 
 }  // namespace zt

@@ -22,9 +22,9 @@ int cmd_eval(int argc, char** argv) {
       ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
       ("data", po::value(&data)->required(),
        "token file, glob of shards, or directory (its val.bin or val shards)")  //
-      ("eval-tokens", po::value(&eval_tokens)->default_value(eval_tokens),
+      ("eval-tokens", with_default(&eval_tokens),
        "target tokens at most")  //
-      ("micro-batch", po::value(&micro_batch)->default_value(micro_batch), "windows per forward");
+      ("micro-batch", with_default(&micro_batch), "windows per forward");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: zerotrain eval --ckpt PATH --data FILE", d, vm)) return 0;
   require_min(vm, "eval-tokens", 1);

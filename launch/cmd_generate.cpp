@@ -17,13 +17,13 @@ int cmd_generate(int argc, char** argv) {
   d.add_options()                                                                                 //
       ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
       ("prompt", po::value(&prompt)->required(), "text to continue (bytes are tokens)")           //
-      ("max-new-tokens", po::value(&s.max_new_tokens)->default_value(s.max_new_tokens),
+      ("max-new-tokens", with_default(&s.max_new_tokens),
        "tokens to generate")  //
-      ("temperature", po::value(&s.temperature)->default_value(s.temperature),
+      ("temperature", with_default(&s.temperature),
        "softmax temperature (0 = greedy)")  //
-      ("top-k", po::value(&s.top_k)->default_value(s.top_k),
+      ("top-k", with_default(&s.top_k),
        "sample among the k most likely (0 = all)")  //
-      ("seed", po::value(&s.seed)->default_value(s.seed), "sampling seed");
+      ("seed", with_default(&s.seed), "sampling seed");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: zerotrain generate --ckpt PATH --prompt TEXT", d, vm))
     return 0;

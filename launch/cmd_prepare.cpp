@@ -17,7 +17,7 @@ static int cmd_prepare(int argc, char** argv) {
                      "UTF-8 text files or directories (read recursively, sorted by name)")(
       "output", po::value<std::string>()->required(),
       "directory for train.bin and val.bin (or their shards)")(
-      "val-fraction", po::value<double>()->default_value(0.05),
+      "val-fraction", po::value<double>()->default_value(0.05, "0.05"),
       "fraction of documents held out for validation, in [0, 1)")(
       "shard-tokens", po::value<int64_t>()->default_value(0),
       "write shards of at most N tokens (train_000000.bin, ..., val_000000.bin, ...); 0 = one "

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     zt::usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "-V")) argv[1] = (char*)"version";
   auto it = zt::registry().find(argv[1]);
   if (it == zt::registry().end()) {
     std::string names;

@@ -7,6 +7,7 @@
 
 #include "parallel/comm/gather.h"
 #include "runtime/alloc.h"
+#include "runtime/metrics.h"
 
 namespace zt {
 namespace {
@@ -135,20 +136,21 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
   return j;
 }
 
-std::string progress_figures(const TrainRun& run, const StepRecord& r) {
+std::string progress_figures(const TrainRun& run, const StepRecord& r, const nlohmann::json& line) {
   const double tokens = step_tokens(run);
-  char line[256];
-  std::snprintf(line, sizeof line, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s %.1f GFLOP/s",
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "loss %.4f lr %.2e gnorm %.3f %.0f tok/s %.1f GFLOP/s",
                 r.ce + r.aux, r.lr, r.stats.grad_norm, tokens / (r.step_ms / 1000),
                 tokens * run.counts.flops_per_token / r.step_ms / 1e6);
-  std::string s = line;
+  std::string s = buf;
   if (!r.load.empty()) {
-    std::snprintf(line, sizeof line, " imb %.2f", worst_imbalance(run, r.load));
-    s += line;
+    std::snprintf(buf, sizeof buf, " imb %.2f", worst_imbalance(run, r.load));
+    s += buf;
   }
+  s += " mem " + human_bytes((double)line["mem"]["peak"].get<int64_t>());
   if (std::isfinite(r.val_loss)) {
-    std::snprintf(line, sizeof line, " val %.4f", r.val_loss);
-    s += line;
+    std::snprintf(buf, sizeof buf, " val %.4f", r.val_loss);
+    s += buf;
   }
   return s;
 }

@@ -29,6 +29,7 @@ struct StepRecord {
 nlohmann::json step_metrics(TrainRun& run, const StepRecord& r);
 // "loss 2.913 lr 2.1e-03 gnorm 0.812 1234 tok/s 5.6 GFLOP/s [imb 1.31] [val 2.95]" (imb: the
 // experts' load imbalance, MoE models).
-std::string progress_figures(const TrainRun& run, const StepRecord& r);
+// With the step's metrics line: the largest rank's peak memory ("mem 1.2 GiB").
+std::string progress_figures(const TrainRun& run, const StepRecord& r, const nlohmann::json& line);
 
 }  // namespace zt

@@ -9,30 +9,33 @@
 namespace zt {
 
 void add_model_flags(po::options_description& d, ModelConfig& m) {
-  d.add_options()                                                                               //
-      ("layers", po::value(&m.layers)->default_value(m.layers), "transformer blocks")           //
-      ("model-dim", po::value(&m.model_dim)->default_value(m.model_dim), "residual width d")    //
-      ("heads", po::value(&m.heads)->default_value(m.heads), "attention heads (divide d)")      //
-      ("ffn-dim", po::value(&m.ffn_dim)->default_value(m.ffn_dim), "dense SwiGLU hidden size")  //
-      ("experts", po::value(&m.experts)->default_value(m.experts),
-       "routed experts per MoE block")                                             //
-      ("top-k", po::value(&m.top_k)->default_value(m.top_k), "experts per token")  //
-      ("shared-experts", po::value(&m.shared_experts)->default_value(m.shared_experts),
+  d.add_options()                                                                     //
+      ("layers", with_default(&m.layers), "transformer blocks (>= 1)")                //
+      ("model-dim", with_default(&m.model_dim), "residual stream width d (>= 1)")     //
+      ("heads", with_default(&m.heads), "attention heads (must divide --model-dim)")  //
+      ("ffn-dim", with_default(&m.ffn_dim),
+       "hidden size of the dense SwiGLU FFN (dense blocks)")  //
+      ("experts", with_default(&m.experts),
+       "routed experts per MoE block (0 = a dense model)")                                   //
+      ("top-k", with_default(&m.top_k), "experts each token is routed to (1 .. --experts)")  //
+      ("shared-experts", with_default(&m.shared_experts),
        "shared expert width in units of --expert-ffn-dim (0 = none)")  //
-      ("dense-layers", po::value(&m.dense_layers)->default_value(m.dense_layers),
-       "the first blocks that use the dense FFN")  //
-      ("expert-ffn-dim", po::value(&m.expert_ffn_dim)->default_value(m.expert_ffn_dim),
-       "expert SwiGLU hidden size")  //
-      ("capacity-factor", po::value(&m.capacity_factor)->default_value(m.capacity_factor),
-       "expert capacity factor (0 = dropless)")  //
-      ("aux-loss-coef", po::value(&m.aux_loss_coef)->default_value(m.aux_loss_coef),
-       "load-balancing loss coefficient")  //
+      ("dense-layers", with_default(&m.dense_layers),
+       "how many of the first blocks use the dense FFN (0 .. --layers)")  //
+      ("expert-ffn-dim", with_default(&m.expert_ffn_dim),
+       "hidden size of each expert's SwiGLU FFN")  //
+      ("capacity-factor", with_default(&m.capacity_factor),
+       "expert capacity = factor x tokens x top-k / experts per microbatch; 0 = dropless")  //
+      ("aux-loss-coef", with_default(&m.aux_loss_coef),
+       "weight of the load-balancing loss (>= 0; 0 = off)")  //
       ("router-norm", po::value<std::string>()->default_value("on"),
-       "renormalise the top-k gates to sum 1: on|off")                                         //
-      ("rope-base", po::value(&m.rope_base)->default_value(m.rope_base), "RoPE base")          //
-      ("seq-len", po::value(&m.seq_len)->default_value(m.seq_len), "tokens per sample")        //
-      ("vocab", po::value(&m.vocab)->default_value(m.vocab), "vocabulary size (256 = bytes)")  //
-      ("untie-embeddings", po::bool_switch(&m.untie_embeddings), "separate output head");
+       "renormalise the top-k gates to sum 1: on|off")                                   //
+      ("rope-base", with_default(&m.rope_base), "RoPE frequency base (> 0)")             //
+      ("seq-len", with_default(&m.seq_len), "tokens per sample (context length, >= 1)")  //
+      ("vocab", with_default(&m.vocab),
+       "vocabulary size (2 .. 2^31-1; 256 = the byte tokens of prepare)")  //
+      ("untie-embeddings", po::bool_switch(&m.untie_embeddings),
+       "give the output head its own weights (default: tied to the embedding)");
 }
 
 void read_model_flags(const po::variables_map& vm, ModelConfig& m) {
@@ -41,9 +44,20 @@ void read_model_flags(const po::variables_map& vm, ModelConfig& m) {
   m.validate();
 }
 
+namespace {
+const char* kTrainExamples = R"(Examples:
+  zerotrain train --data data/default --steps 300 --metrics m.jsonl --ckpt-dir ckpt
+  mpirun -np 4 zerotrain train --data data/default --zero-stage 3 --ckpt-dir ckpt
+  mpirun -np 8 zerotrain train --data 'shards/*_train_*.bin' --tp 2 --pp 2 --ep 2 --grad-accum 4
+  srun -N 2 --ntasks-per-node 4 zerotrain train --data data/default --zero-stage 2 --resume auto \
+       --ckpt-dir ckpt
+Details: docs/user-guide.md, docs/parallelism.md.)";
+}  // namespace
+
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
-  po::options_description model("Model (SPEC section 1)"), data("Data"), opt("Optimisation"),
-      par("Parallelism"), off("Offload"), ckpt("Checkpoints"), mon("Monitoring");
+  po::options_description model("Model shape"), data("Training data"), opt("Optimizer and batch"),
+      par("Parallel layout (run under mpirun or srun)"), off("Offload"), ckpt("Checkpoints"),
+      mon("Metrics and logging");
   add_model_flags(model, o.model);
   data.add_options()  //
       ("data", po::value(&o.data)->required(),
@@ -54,73 +68,81 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("allow-data-change", po::bool_switch(&o.allow_data_change),
        "resume from a checkpoint trained on other files than --data gives");
   opt.add_options()  //
-      ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
-       "samples per microbatch per rank")  //
-      ("grad-accum", po::value(&o.grad_accum)->default_value(o.grad_accum),
-       "microbatches per step")                                                  //
-      ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps")  //
-      ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate")        //
-      ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr),
-       "learning rate at the last step")  //
-      ("warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
-       "linear warmup steps")  //
-      ("weight-decay", po::value(&o.adamw.weight_decay)->default_value(o.adamw.weight_decay),
-       "AdamW decoupled weight decay (matrices only)")                                   //
-      ("beta1", po::value(&o.adamw.beta1)->default_value(o.adamw.beta1), "AdamW beta1")  //
-      ("beta2", po::value(&o.adamw.beta2)->default_value(o.adamw.beta2), "AdamW beta2")  //
-      ("eps", po::value(&o.adamw.eps)->default_value(o.adamw.eps), "AdamW epsilon")      //
-      ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad),
-       "global gradient-norm clip (0 = off)")                                             //
-      ("seed", po::value(&o.seed)->default_value(o.seed), "seed of init and data order")  //
-      ("precision", po::value(&o.precision)->default_value(o.precision), "fp32|bf16|fp16");
+      ("micro-batch", with_default(&o.micro_batch),
+       "samples per microbatch, per data-parallel rank (>= 1)")  //
+      ("grad-accum", with_default(&o.grad_accum),
+       "microbatches per optimizer step and rank (>= 1); global batch = micro-batch x grad-accum x "
+       "dp")                                                                                 //
+      ("steps", with_default(&o.steps), "optimizer steps to train (>= 1)")                   //
+      ("lr", with_default(&o.lr), "peak learning rate, reached after the warmup (0 .. 10)")  //
+      ("min-lr", with_default(&o.min_lr),
+       "learning rate at the last step, end of the cosine (0 .. 10)")  //
+      ("warmup-steps", with_default(&o.warmup_steps),
+       "steps of linear warmup from 0 to --lr (>= 0)")  //
+      ("weight-decay", with_default(&o.adamw.weight_decay),
+       "AdamW decoupled weight decay, matrices only (>= 0)")                       //
+      ("beta1", with_default(&o.adamw.beta1), "AdamW first-moment decay [0, 1)")   //
+      ("beta2", with_default(&o.adamw.beta2), "AdamW second-moment decay [0, 1)")  //
+      ("eps", with_default(&o.adamw.eps), "AdamW epsilon (1e-30 .. 1)")            //
+      ("clip-grad", with_default(&o.clip_grad),
+       "clip the global gradient L2 norm to this (0 = off)")                             //
+      ("seed", with_default(&o.seed), "seed of the initial weights and the data order")  //
+      ("precision", with_default(&o.precision),
+       "parameters and communication in fp32|bf16|fp16 (master weights and moments stay fp32)");
   par.add_options()  //
-      ("zero-stage", po::value(&o.zero_stage)->default_value(o.zero_stage),
-       "ZeRO stage 0|1|2|3")                                                 //
-      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")  //
-      ("sequence-parallel", po::value(&o.sequence_parallel)->default_value(o.sequence_parallel),
-       "with --tp: norms and residual stream split over the sequence: on|off")  //
-      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")   //
+      ("zero-stage", with_default(&o.zero_stage),
+       "ZeRO stage: 0 replicate, 1 shard optimizer state, 2 + gradients, 3 + parameters")  //
+      ("tp", with_default(&o.tp),
+       "tensor-parallel ranks (divides the world, --heads, FFN sizes, --vocab)")  //
+      ("sequence-parallel", with_default(&o.sequence_parallel),
+       "with --tp: norms and residual stream split over the sequence: on|off")              //
+      ("pp", with_default(&o.pp), "pipeline stages (divides the world; at most --layers)")  //
       ("pp-split", po::value(&o.pp_split),
        "blocks per pipeline stage, e.g. 2,1,1 (default: balanced by FLOPs)")  //
-      ("pp-schedule", po::value(&o.pp_schedule)->default_value(o.pp_schedule),
+      ("pp-schedule", with_default(&o.pp_schedule),
        "pipeline schedule: 1f1b|interleaved|zb")  //
-      ("virtual-stages", po::value(&o.virtual_stages)->default_value(o.virtual_stages),
-       "with --pp-schedule interleaved: model chunks per stage")             //
-      ("ep", po::value(&o.ep)->default_value(o.ep), "expert-parallel size")  //
-      ("overlap", po::value(&o.overlap)->default_value(o.overlap),
-       "overlap communication: on|off")  //
-      ("bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
-       "gradient bucket size (MB)")  //
-      ("prefetch-layers", po::value(&o.prefetch_layers)->default_value(o.prefetch_layers),
-       "stage-3 all-gather lookahead")  //
-      ("device", po::value(&o.device)->default_value(o.device), "cpu|cuda");
+      ("virtual-stages", with_default(&o.virtual_stages),
+       "with --pp-schedule interleaved: model chunks per stage")                                 //
+      ("ep", with_default(&o.ep), "expert-parallel ranks inside dp (divides dp and --experts)")  //
+      ("overlap", with_default(&o.overlap),
+       "overlap ZeRO communication with compute: on|off")  //
+      ("bucket-mb", with_default(&o.bucket_mb),
+       "size of each ZeRO collective's chunk, in MB (> 0)")  //
+      ("prefetch-layers", with_default(&o.prefetch_layers),
+       "ZeRO-3: units gathered ahead of the one computing (>= 0)")  //
+      ("device", with_default(&o.device), "where training runs: cpu|cuda");
   off.add_options()  //
-      ("offload-optimizer", po::value(&o.offload_optimizer)->default_value(o.offload_optimizer),
+      ("offload-optimizer", with_default(&o.offload_optimizer),
        "where the fp32 master and AdamW moments live: none|cpu|nvme")  //
-      ("offload-params", po::value(&o.offload_params)->default_value(o.offload_params),
-       "where stage-3 parameter shards live: none|cpu|nvme")                          //
-      ("nvme-dir", po::value(&o.nvme_dir), "directory for NVMe offload shard files")  //
-      ("nvme-buffer-mb", po::value(&o.nvme_buffer_mb)->default_value(o.nvme_buffer_mb),
-       "most NVMe-offloaded state resident in memory at once (MB)");
-  ckpt.add_options()                                                //
-      ("ckpt-dir", po::value(&o.ckpt_dir), "checkpoint directory")  //
-      ("ckpt-every", po::value(&o.ckpt_every)->default_value(o.ckpt_every),
-       "checkpoint every N steps (0 = only at the end)")  //
-      ("keep-last", po::value(&o.keep_last)->default_value(o.keep_last),
-       "keep the newest K checkpoints (0 = all)")  //
-      ("resume", po::value(&o.resume)->default_value(o.resume), "auto|none|PATH");
-  mon.add_options()                                                                            //
-      ("metrics", po::value(&o.metrics), "JSON Lines metrics file (rank 0)")                   //
-      ("trace", po::value(&o.trace), "Chrome trace file")                                      //
-      ("log-every", po::value(&o.log_every)->default_value(o.log_every), "log every N steps")  //
-      ("eval-every", po::value(&o.eval_every)->default_value(o.eval_every),
-       "validate every N steps (0 = at the end only)")  //
-      ("eval-tokens", po::value(&o.eval_tokens)->default_value(o.eval_tokens),
-       "validation target tokens");
+      ("offload-params", with_default(&o.offload_params),
+       "where stage-3 parameter shards live: none|cpu|nvme")  //
+      ("nvme-dir", po::value(&o.nvme_dir),
+       "directory for the NVMe offload shard files (one per rank)")  //
+      ("nvme-buffer-mb", with_default(&o.nvme_buffer_mb),
+       "NVMe-offloaded state resident in memory at once at most, in MB (> 0)");
+  ckpt.add_options()                                                                             //
+      ("ckpt-dir", po::value(&o.ckpt_dir), "directory of checkpoints (step_NNNNNNNN/, latest)")  //
+      ("ckpt-every", with_default(&o.ckpt_every),
+       "write a checkpoint every N steps (0 = only at the end)")  //
+      ("keep-last", with_default(&o.keep_last),
+       "keep the newest K checkpoints (0 = keep all)")  //
+      ("resume", with_default(&o.resume),
+       "auto: the newest good checkpoint in --ckpt-dir; none; or a checkpoint PATH");
+  mon.add_options()  //
+      ("metrics", po::value(&o.metrics),
+       "JSON Lines metrics file, one line per logged step (written by rank 0)")  //
+      ("trace", po::value(&o.trace),
+       "Chrome trace file (chrome://tracing, Perfetto), written at the end")                      //
+      ("log-every", with_default(&o.log_every), "log metrics and progress every N steps (>= 1)")  //
+      ("eval-every", with_default(&o.eval_every),
+       "validate every N steps (0 = at the last step only)")  //
+      ("eval-tokens", with_default(&o.eval_tokens),
+       "validation target tokens at most (from the start of the validation data)");
   po::options_description all;
   all.add(model).add(data).add(opt).add(par).add(off).add(ckpt).add(mon);
   po::variables_map vm;
-  if (!parse_options(argc, argv, "usage: zerotrain train --data DIR [flags]", all, vm))
+  if (!parse_options(argc, argv, "usage: zerotrain train --data DIR [flags]", all, vm,
+                     kTrainExamples))
     return false;
 
   read_model_flags(vm, o.model);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "launch/build_info.h"
 #include "model/evaluate.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
@@ -123,6 +124,7 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
               {"pp", g.pp},       {"ep", g.ep}, {"zero_stage", o.zero_stage}};
   r.samples_per_step = (int64_t)o.micro_batch * o.grad_accum * g.dp;
   r.counts = count_params(build_param_table(mc), mc);  // the whole model's
+  r.state.build = build_info();
   r.state.train = {{"seed", o.seed},
                    {"micro_batch", o.micro_batch},
                    {"grad_accum", o.grad_accum},
@@ -202,14 +204,14 @@ double validation_loss(TrainRun& r) {
   return e.ce;
 }
 
-void checkpoint_training(TrainRun& r) {
+std::string checkpoint_training(TrainRun& r) {
   // Unit by unit: the ranks of each unit's group exchange just the pieces each one writes
   // (all_to_all), so a rank holds and receives about 1/dp of its slice of one unit at a time. One
   // rank of each tensor-parallel group writes the parameters tp does not split; a pipeline stage
   // writes its own units (the embedding: the first stage, not the tied head's replica).
   std::vector<float> up, um, uv;
   const bool first_stage = r.grid->coord().pp == 0;
-  save_checkpoint(
+  return save_checkpoint(
       *r.world, r.o.ckpt_dir, r.o.model, r.model->table,
       [&](int u) {
         if (!r.model->owns(u) || (u == r.model->embed_unit && !first_stage))

@@ -60,7 +60,7 @@ void resume_training(TrainRun& run);
 void check_first_step_data(TrainRun& run);
 // The validation loss on the validation file's first windows (NaN without validation data).
 double validation_loss(TrainRun& run);
-// Writes a checkpoint of the current state to --ckpt-dir (collective).
-void checkpoint_training(TrainRun& run);
+// Writes a checkpoint of the current state to --ckpt-dir (collective); returns its directory.
+std::string checkpoint_training(TrainRun& run);
 
 }  // namespace zt

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 
+#include "launch/build_info.h"
 #include "launch/step_metrics.h"
 #include "launch/train_setup.h"
 #include "optim/lr_schedule.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
+#include "runtime/options.h"
 #include "runtime/signals.h"
 #include "runtime/trace.h"
 
@@ -25,7 +27,17 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   MetricsWriter metrics(r.rank0() ? o.metrics
                                   : "");  // after the set-up: a failed start writes nothing
   install_stop_handlers();
-  Progress progress(o.steps, ctx.info().launcher == "none");
+  Progress progress(o.steps, ctx.info().launcher == "none", r.state.step);
+  const int64_t first_step = r.state.step;
+  // The head of the metrics file: what ran, where (build facts, layout, flags).
+  metrics.write({{"event", "start"},
+                 {"build", build_info()},
+                 {"layout", r.layout},
+                 {"train", r.state.train},
+                 {"first_step", r.state.step}});
+  double best_val = NAN;
+  int64_t best_step = 0;
+  std::string last_ckpt;
   const int B = o.micro_batch, T = o.model.seq_len;
   std::vector<int32_t> batch((size_t)B * (T + 1));
   double last_val = NAN;
@@ -67,17 +79,19 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     const bool last = r.state.step == o.steps;
     const bool do_eval = o.eval_every > 0 && r.state.step % o.eval_every == 0;
     if (do_eval || (last && !r.val.empty())) rec.val_loss = last_val = validation_loss(r);
+    if (std::isfinite(rec.val_loss) && !(rec.val_loss >= best_val))
+      best_val = rec.val_loss, best_step = r.state.step;
     if (r.state.step % o.log_every == 0 || last || do_eval) {
       const nlohmann::json line = step_metrics(r, rec);  // collective
       if (r.rank0()) {
         metrics.write(line);
-        progress.update(r.state.step, progress_figures(r, rec));
+        progress.update(r.state.step, progress_figures(r, rec, line));
       }
     }
     const bool preempted = stop && !last;
     if (!o.ckpt_dir.empty() &&
         ((o.ckpt_every > 0 && r.state.step % o.ckpt_every == 0) || last || preempted))
-      checkpoint_training(r);
+      last_ckpt = checkpoint_training(r);
     if (preempted) {
       if (r.rank0()) {
         progress.finish();
@@ -101,6 +115,16 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   metrics.write(done);
   if (std::isfinite(last_val))
     std::printf("validation loss %.4f after %lld steps\n", last_val, (long long)r.state.step);
+  // The run in one line: what it trained, how fast, how well, where it is saved.
+  const double secs = progress.elapsed_s();
+  const double tokens = (double)(r.state.step - first_step) * r.samples_per_step * T;
+  std::string summary = cat("zerotrain train: done: ", r.state.step - first_step, " steps, ",
+                            (int64_t)tokens, " tokens in ", human_duration(secs), " (",
+                            (int64_t)std::llround(tokens / std::max(secs, 1e-9)), " tok/s)");
+  if (std::isfinite(best_val))
+    summary += cat(", best val loss ", show_number(best_val), " at step ", best_step);
+  summary += last_ckpt.empty() ? ", no checkpoint (no --ckpt-dir)" : ", checkpoint " + last_ckpt;
+  std::printf("%s\n", summary.c_str());
   return 0;
 }
 

@@ -191,6 +191,7 @@ std::string finish_checkpoint(const std::string& ckpt_dir, const std::vector<Ran
   nlohmann::json manifest = {{"format", kFormat},   {"version", kVersion}, {"step", st.step},
                              {"tokens", st.tokens}, {"config", cfg},       {"train", st.train},
                              {"layout", layout},    {"params", ptable},    {"files", jfiles}};
+  if (!st.build.is_null()) manifest["build"] = st.build;
   write_file_atomic(tmp_dir / "manifest.json", manifest.dump(2) + "\n");
   // The rank files and the manifest are on disk now. COMPLETE and `latest` need not be synced:
   // losing either in a crash only makes --resume fall back to scanning (or to the previous

@@ -31,6 +31,7 @@ struct TrainState {
   int64_t step = 0;      // completed optimizer steps
   int64_t tokens = 0;    // tokens trained on
   nlohmann::json train;  // the run's training flags (seed, lr, batch...) for the manifest
+  nlohmann::json build;  // the writing binary's build facts (version, commit, libraries)
 };
 
 // Full training state, one flat fp32 vector per unit (ParamTable layout): parameters or AdamW

@@ -26,9 +26,28 @@ void MetricsWriter::write(const nlohmann::json& j) {
     fail("cannot write to --metrics file '", path_, "'");
 }
 
-Progress::Progress(int64_t total, bool bar) : total_(total), tty_(bar && isatty(STDOUT_FILENO)) {}
+Progress::Progress(int64_t total, bool bar, int64_t first)
+    : total_(total), first_(first), tty_(bar && isatty(STDOUT_FILENO)), t0_ms_(now_ms()) {}
 
-void Progress::update(int64_t step, const std::string& figures) {
+double Progress::elapsed_s() const { return (now_ms() - t0_ms_) / 1000; }
+
+std::string human_duration(double s) {
+  char b[32];
+  const long long t = std::llround(std::max(0.0, s));
+  if (t < 60)
+    std::snprintf(b, sizeof b, "%llds", t);
+  else if (t < 3600)
+    std::snprintf(b, sizeof b, "%lldm%02llds", t / 60, t % 60);
+  else
+    std::snprintf(b, sizeof b, "%lldh%02lldm", t / 3600, t / 60 % 60);
+  return b;
+}
+
+void Progress::update(int64_t step, const std::string& line) {
+  const double el = elapsed_s();
+  std::string figures = line + " | " + human_duration(el) + " elapsed";
+  if (step > first_ && step < total_)
+    figures += ", ETA " + human_duration(el / (double)(step - first_) * (double)(total_ - step));
   if (!tty_) {
     std::printf("step %lld/%lld %s\n", (long long)step, (long long)total_, figures.c_str());
     std::fflush(stdout);

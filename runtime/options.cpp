@@ -1,6 +1,8 @@
 // options.cpp: Boost.Program_options glue with one-line errors.
 #include "runtime/options.h"
 
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <vector>
@@ -10,7 +12,7 @@
 namespace zt {
 
 bool parse_options(int argc, char** argv, const std::string& usage, po::options_description& groups,
-                   po::variables_map& vm) {
+                   po::variables_map& vm, const std::string& epilog) {
   po::options_description common("General");
   common.add_options()("help,h", "show this help and exit")(
       "config", po::value<std::string>(), "read flags from an INI file (key = value)");
@@ -34,6 +36,7 @@ bool parse_options(int argc, char** argv, const std::string& usage, po::options_
     po::store(parsed, vm);
     if (vm.count("help")) {
       std::cout << usage << "\n" << all << "\n";
+      if (!epilog.empty()) std::cout << epilog << "\n";
       return false;
     }
     if (vm.count("config")) {
@@ -51,6 +54,21 @@ bool parse_options(int argc, char** argv, const std::string& usage, po::options_
     fail(e.what());
   }
   return true;
+}
+
+std::string show_number(double x) {
+  char b[48];
+  if (x != 0 && std::fabs(x) < 1e-2) {
+    std::snprintf(b, sizeof b, "%.5e", x);  // d.ddddde-XX
+    std::string s = b;
+    const size_t e = s.find('e');
+    std::string mant = s.substr(0, e);
+    while (!mant.empty() && mant.back() == '0') mant.pop_back();
+    if (!mant.empty() && mant.back() == '.') mant.pop_back();
+    return mant + "e" + std::to_string(std::stoi(s.substr(e + 1)));
+  }
+  std::snprintf(b, sizeof b, "%.6g", x);
+  return b;
 }
 
 static double as_number(const po::variables_map& vm, const char* flag) {

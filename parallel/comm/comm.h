@@ -148,5 +148,6 @@ std::unique_ptr<Communicator> make_local_communicator(const std::string& name);
 // Builds without ZT_CUDA raise zt::Error.
 struct Stream;
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, Stream* compute);
+std::string nccl_version();  // "2.21.5"; "" in a build without CUDA
 
 }  // namespace zt

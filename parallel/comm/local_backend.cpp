@@ -85,6 +85,7 @@ std::unique_ptr<Communicator> make_world_communicator() {
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, Stream*) {
   fail("the NCCL backend needs a CUDA build (cmake -DZT_CUDA=ON)");
 }
+std::string nccl_version() { return ""; }
 #endif
 
 }  // namespace zt

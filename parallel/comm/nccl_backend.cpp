@@ -241,6 +241,13 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
+std::string nccl_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+         std::to_string(v % 100);
+}
+
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, Stream* compute) {
   if (compute && compute->kind != DeviceKind::cuda)
     fail("make_nccl_communicator: the compute stream must be a CUDA stream");
