@@ -18,11 +18,11 @@ int cmd_generate(int argc, char** argv) {
       ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
       ("prompt", po::value(&prompt)->required(), "text to continue (bytes are tokens)")           //
       ("max-new-tokens", with_default(&s.max_new_tokens),
-       "tokens to generate")  //
+       "tokens to generate (>= 0)")  //
       ("temperature", with_default(&s.temperature),
-       "softmax temperature (0 = greedy)")  //
+       "softmax temperature (>= 0; 0 = greedy)")  //
       ("top-k", with_default(&s.top_k),
-       "sample among the k most likely (0 = all)")  //
+       "sample among the k most likely tokens (0 = all)")  //
       ("seed", with_default(&s.seed), "sampling seed");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: zerotrain generate --ckpt PATH --prompt TEXT", d, vm))
