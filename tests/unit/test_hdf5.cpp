@@ -14,7 +14,7 @@ namespace zt {
 
 namespace {
 
-const std::string kReference = std::string(ZT_SHARED_DIR) + "/reference/tiny_moe.h5";
+const std::string kReference = std::string(ZT_REFERENCE_DIR) + "/tiny_moe.h5";
 
 using test::error_of;
 

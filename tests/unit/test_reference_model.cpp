@@ -1,4 +1,4 @@
-// The model against PyTorch: ../shared/reference/tiny_moe.h5 holds float64 results of SPEC
+// The model against PyTorch: tests/reference/tiny_moe.h5 holds float64 results of SPEC
 // section 1 for three cases (dropless; capacity 1.0; untied head without router renormalisation).
 // We load its fp32 weights, run our fp32 forward/backward and one AdamW step, and compare.
 // Tolerances (fp32 against float64, 32 tokens, d = 32): residual stream, logits and losses to a
@@ -18,7 +18,7 @@
 namespace zt {
 namespace {
 
-const std::string kRef = std::string(ZT_SHARED_DIR) + "/reference/tiny_moe.h5";
+const std::string kRef = std::string(ZT_REFERENCE_DIR) + "/tiny_moe.h5";
 
 ModelConfig read_config(hid_t f, const std::string& g) {
   ModelConfig c;
