@@ -24,7 +24,8 @@ int cmd_eval(int argc, char** argv) {
        "token file, glob of shards, or directory (its val.bin or val shards)")  //
       ("eval-tokens", with_default(&eval_tokens),
        "target tokens to evaluate at most, from the start (>= 1)")  //
-      ("micro-batch", with_default(&micro_batch), "windows of seq_len tokens per forward pass (>= 1)");
+      ("micro-batch", with_default(&micro_batch),
+       "windows of seq_len tokens per forward pass (>= 1)");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: zerotrain eval --ckpt PATH --data FILE", d, vm)) return 0;
   require_min(vm, "eval-tokens", 1);

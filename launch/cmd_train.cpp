@@ -1,7 +1,10 @@
 // cmd_train.cpp: `zerotrain train` — validate flags and layout on every rank before MPI starts
 // (rank 0 reports, every rank exits non-zero), then run the loop.
+#include <cstdlib>
+
 #include "launch/command.h"
 #include "launch/trainer.h"
+#include "parallel/comm/comm.h"
 #include "parallel/grid.h"
 #include "runtime/error.h"
 
@@ -18,6 +21,7 @@ int cmd_train(int argc, char** argv) {
     throw;
   }
   validate_layout(info, o.tp, o.pp, o.ep, o.model.experts);
+  if (o.comm_timeout_given || !std::getenv("ZT_COMM_TIMEOUT_S")) set_comm_timeout(o.comm_timeout);
   ProcessContext ctx(info, DeviceKind::cpu);
   return run_training(o, ctx);
 }

@@ -109,8 +109,11 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("bucket-mb", with_default(&o.bucket_mb),
        "size of each ZeRO collective's chunk, in MB (> 0)")  //
       ("prefetch-layers", with_default(&o.prefetch_layers),
-       "ZeRO-3: units gathered ahead of the one computing (>= 0)")  //
-      ("device", with_default(&o.device), "where training runs: cpu|cuda");
+       "ZeRO-3: units gathered ahead of the one computing (>= 0)")          //
+      ("device", with_default(&o.device), "where training runs: cpu|cuda")  //
+      ("comm-timeout", with_default(&o.comm_timeout),
+       "abort the job when a collective or transfer makes no progress for this many seconds, "
+       "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)");
   off.add_options()  //
       ("offload-optimizer", with_default(&o.offload_optimizer),
        "where the fp32 master and AdamW moments live: none|cpu|nvme")  //
@@ -164,6 +167,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_choice(vm, "pp-schedule", {"1f1b", "interleaved", "zb"});
   require_min(vm, "virtual-stages", 1);
   require_min(vm, "ep", 1);
+  require_min(vm, "comm-timeout", 0);
+  o.comm_timeout_given = !vm["comm-timeout"].defaulted();
   require_choice(vm, "overlap", {"on", "off"});
   require_range(vm, "bucket-mb", 0.001, 1e6);
   require_min(vm, "prefetch-layers", 0);

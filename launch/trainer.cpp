@@ -12,6 +12,7 @@
 #include "optim/lr_schedule.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/metrics.h"
 #include "runtime/options.h"
 #include "runtime/signals.h"
@@ -43,6 +44,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   double last_val = NAN;
 
   for (int64_t step = r.state.step; step < o.steps; ++step) {
+    test_fault_point(step, ctx.rank());  // ZT_TEST_FAULT only (runtime/fault.h)
     StepRecord rec;
     const double t0 = now_ms();
     const CommStats comm0 = comm_stats();

@@ -150,4 +150,10 @@ struct Stream;
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, Stream* compute);
 std::string nccl_version();  // "2.21.5"; "" in a build without CUDA
 
+// The longest one Work::wait may block before the job is aborted naming the operation and the
+// ranks it waits for (MPI backend): seconds, 0 = forever. Default ZT_COMM_TIMEOUT_S, else 600;
+// `train --comm-timeout` sets it (default 300).
+void set_comm_timeout(double seconds);
+double comm_timeout_s();
+
 }  // namespace zt

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 
+#include "parallel/comm/comm.h"
 #include "parallel/comm/mpi_tuning.h"
 #include "runtime/alloc.h"
 #include "runtime/error.h"
@@ -30,13 +31,14 @@ std::string Stall::describe() const {
 
 void MpiWork::wait() {
   std::unique_lock<std::mutex> lock(mu_);
-  double limit = mpi_tuning().timeout_s;
+  const double limit = comm_timeout_s();
   if (limit <= 0) {
     cv_.wait(lock, [&] { return done_; });
   } else if (!cv_.wait_for(lock, std::chrono::duration<double>(limit), [&] { return done_; })) {
     lock.unlock();
-    abort_job(cat(what_, " did not complete within ZT_COMM_TIMEOUT_S=", limit,
-                  " s; a peer rank may have failed or stopped (",
+    abort_job(cat(what_, " did not complete within the communication timeout (", limit,
+                  " s, --comm-timeout / ZT_COMM_TIMEOUT_S); a peer rank may have failed or "
+                  "stopped (",
                   stall_ ? stall_->describe() : "peers: " + peers_, ")"));
   }
   if (!error_.empty()) fail(error_);

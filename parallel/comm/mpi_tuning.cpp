@@ -3,7 +3,10 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <cstdlib>
+
+#include "parallel/comm/comm.h"
 
 namespace zt {
 namespace {
@@ -38,6 +41,17 @@ const MpiTuning& mpi_tuning() {
     return t;
   }();
   return t;
+}
+
+namespace {
+std::atomic<double> g_timeout_override{-1};
+}
+
+void set_comm_timeout(double seconds) { g_timeout_override = seconds; }
+
+double comm_timeout_s() {
+  const double o = g_timeout_override;
+  return o >= 0 ? o : mpi_tuning().timeout_s;
 }
 
 std::string mpi_error_string(int rc) {

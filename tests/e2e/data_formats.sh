@@ -65,6 +65,10 @@ echo "$out" | grep -q "was trained on 4 files (corpus_train_000000.bin .. corpus
 train "$WORK/o.log" --data "$WORK/other" "${S[@]}" --grad-accum 4 --ckpt-dir "$WORK/o" --allow-data-change
 grep -q "resuming from" "$WORK/o.log" || fail "--allow-data-change did not resume"
 
+# A checkpoint of another model: one line naming the field.
+out=$("$ZT" train ${M/--layers 2/--layers 3} --data "$WORK/sh" "${S[@]}" --grad-accum 4 --ckpt-dir "$WORK/o" 2>&1) && fail "resumed another model"
+echo "$out" | grep -q "has layers = 2 but this run has 3: it belongs to a different model" || fail "another model's checkpoint: $out"
+
 # A bad token id: one line naming the file and the position, when the sample holding it is read.
 out=$("$ZT" train $M --data "$WORK/bad" --micro-batch 8 --steps 20 2>&1) && fail "trained on a bad token"
 echo "$out" | grep -q "bad/train.bin: token id 300 at position 2500 is >= --vocab 256" || fail "bad token: $out"
