@@ -111,6 +111,13 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("prefetch-layers", with_default(&o.prefetch_layers),
        "ZeRO-3: units gathered ahead of the one computing (>= 0)")          //
       ("device", with_default(&o.device), "where training runs: cpu|cuda")  //
+      ("on-nonfinite", with_default(&o.on_nonfinite),
+       "a non-finite loss or gradient norm (or a --spike-factor spike): skip the update, "
+       "rollback to the newest checkpoint and step past the batch, or stop (checkpoint, exit 1): "
+       "skip|rollback|stop")  //
+      ("spike-factor", with_default(&o.spike_factor),
+       "treat a loss above F x the mean of the last 20 finite losses like a non-finite one (0 = "
+       "off)")  //
       ("comm-timeout", with_default(&o.comm_timeout),
        "abort the job when a collective or transfer makes no progress for this many seconds, "
        "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)");
@@ -168,6 +175,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   require_min(vm, "virtual-stages", 1);
   require_min(vm, "ep", 1);
   require_min(vm, "comm-timeout", 0);
+  require_choice(vm, "on-nonfinite", {"skip", "rollback", "stop"});
+  require_min(vm, "spike-factor", 0);
+  if (o.spike_factor > 0 && o.spike_factor <= 1)
+    fail("--spike-factor must be 0 (off) or above 1 (got ", o.spike_factor, ")");
+  if (o.on_nonfinite == "rollback" && o.ckpt_dir.empty())
+    fail("--on-nonfinite rollback needs --ckpt-dir (the checkpoints it rolls back to)");
   o.comm_timeout_given = !vm["comm-timeout"].defaulted();
   require_choice(vm, "overlap", {"on", "off"});
   require_range(vm, "bucket-mb", 0.001, 1e6);

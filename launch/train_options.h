@@ -33,7 +33,9 @@ struct TrainOptions {
   int64_t ckpt_every = 0;
   int keep_last = 0;
   std::string metrics, trace;
-  double comm_timeout = 300;  // seconds a collective may make no progress (0 = forever)
+  std::string on_nonfinite = "skip";  // skip | rollback | stop
+  double spike_factor = 0;            // a loss above F x its running mean is bad too (0 = off)
+  double comm_timeout = 300;          // seconds a collective may make no progress (0 = forever)
   bool comm_timeout_given = false;
   int64_t log_every = 10, eval_every = 0, eval_tokens = 65536;
   std::string device = "cpu";

@@ -155,6 +155,28 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
   return run;
 }
 
+namespace {
+
+// Loads checkpoint `from` into the engine and the state (collective): one unit's full state in
+// memory at a time, of the experts only the rank's.
+void load_training_state(TrainRun& r, const std::string& from, bool verify) {
+  const TrainOptions& o = r.o;
+  check_same_data(read_manifest(from, /*verify=*/false).at("train").value("data", nlohmann::json()),
+                  r.train, from, o.allow_data_change);
+  load_checkpoint(
+      from, o.model,
+      build_param_table(o.model, {}, r.model->eslice),  // whole tensors; each rank takes its slice
+      [&](int u, const std::vector<float>& p, const std::vector<float>* m,
+          const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
+      true, &r.state, verify, r.model->owned);
+  if (r.rank0())
+    std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
+                (long long)r.state.step);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
 void resume_training(TrainRun& r) {
   const TrainOptions& o = r.o;
   std::string from;
@@ -162,20 +184,16 @@ void resume_training(TrainRun& r) {
     from = find_latest_checkpoint(o.ckpt_dir, /*report=*/r.rank0());
   if (o.resume != "auto" && o.resume != "none") from = resolve_checkpoint(o.resume);
   if (from.empty()) return;
-  check_same_data(read_manifest(from, /*verify=*/false).at("train").value("data", nlohmann::json()),
-                  r.train, from, o.allow_data_change);
-  // Unit by unit: one unit's full state in memory at a time, of the experts only the rank's.
   // auto: verified while it was chosen.
-  load_checkpoint(
-      from, o.model,
-      build_param_table(o.model, {}, r.model->eslice),  // whole tensors; each rank takes its slice
-      [&](int u, const std::vector<float>& p, const std::vector<float>* m,
-          const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
-      true, &r.state, /*verify=*/o.resume != "auto", r.model->owned);
-  if (r.rank0())
-    std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
-                (long long)r.state.step);
-  std::fflush(stdout);
+  load_training_state(r, from, /*verify=*/o.resume != "auto");
+}
+
+void rollback_training(TrainRun& r) {
+  const std::string from = find_latest_checkpoint(r.o.ckpt_dir, /*report=*/r.rank0());
+  if (from.empty())
+    fail("--on-nonfinite rollback: no complete checkpoint in --ckpt-dir '", r.o.ckpt_dir,
+         "' to roll back to");
+  load_training_state(r, from, /*verify=*/false);
 }
 
 void check_first_step_data(TrainRun& r) {

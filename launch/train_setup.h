@@ -54,6 +54,9 @@ struct TrainRun {
 std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx);
 // --resume auto|PATH: loads the checkpoint into the engine and the state (collective).
 void resume_training(TrainRun& run);
+// --on-nonfinite rollback: loads the newest complete checkpoint in --ckpt-dir into the engine and
+// the state (collective); throws when there is none.
+void rollback_training(TrainRun& run);
 // Reads this rank's samples of the first step to run, before anything is written: a token id
 // >= --vocab there ends the run with one line from rank 0 (the failing rank's) and nothing on
 // disk. Later samples are checked as they are read. Collective over the world.

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <set>
 
 #include "launch/build_info.h"
 #include "launch/step_metrics.h"
@@ -43,33 +45,74 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   std::vector<int32_t> batch((size_t)B * (T + 1));
   double last_val = NAN;
 
-  for (int64_t step = r.state.step; step < o.steps; ++step) {
+  // --on-nonfinite / --spike-factor: the losses of the last good steps, and the steps a rollback
+  // steps past (kept in the checkpoints' train state, so a resumed run steps past them too).
+  std::deque<double> recent;
+  std::set<int64_t> skip_steps;
+  auto load_skips = [&] {
+    for (const auto& s : r.state.train.value("skip_steps", nlohmann::json::array()))
+      skip_steps.insert(s.get<int64_t>());
+  };
+  load_skips();
+
+  for (int64_t step = r.state.step; step < o.steps; step = r.state.step) {
     test_fault_point(step, ctx.rank());  // ZT_TEST_FAULT only (runtime/fault.h)
     StepRecord rec;
-    const double t0 = now_ms();
     const CommStats comm0 = comm_stats();
     const StoreCounters io0 = r.store ? r.store->counters() : StoreCounters{};
+    const double t0 = now_ms();
+    bool bad = false;
+    StepLosses losses{NAN, NAN, 0, {}};
+    if (skip_steps.count(step)) {  // the batch a rollback steps past: no passes, no update
+      rec.event = "skipped";
+      if (r.rank0())
+        std::printf("zerotrain train: step %lld: stepping past the batch of a rollback\n",
+                    (long long)step + 1);
+    } else {
+      // Forward and backward of this rank's microbatches, then the losses of the global batch.
+      auto microbatch = [&](int i) {
+        fill_samples(*r.sampler, r.train,
+                     first_sample(step, B, o.grad_accum, r.dp(), r.dp_rank(), i), B, T,
+                     batch.data());
+        return batch.data();
+      };
+      const float grad_scale = test_fault_nan(step, ctx.rank()) ? NAN : 1.0f;  // test hook
+      losses = r.step->run(o.grad_accum, microbatch, B, T, grad_scale);
+      rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
 
-    // Forward and backward of this rank's microbatches, then the losses of the global batch.
-    auto microbatch = [&](int i) {
-      fill_samples(*r.sampler, r.train, first_sample(step, B, o.grad_accum, r.dp(), r.dp_rank(), i),
-                   B, T, batch.data());
-      return batch.data();
-    };
-    const StepLosses losses = r.step->run(o.grad_accum, microbatch, B, T);
-    rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
-    const bool stop = any_rank(*r.world, stop_requested());  // SIGTERM / SIGUSR1 on any rank
-    if (!std::isfinite(losses.ce))
-      fail("loss became ", losses.ce, " at step ", step + 1, " (try a lower --lr)");
+      // A bad step (non-finite loss or gradient norm, or a loss spike) makes no update; the
+      // losses and the norm are the same on every rank, so every rank decides the same.
+      const double loss = losses.ce + losses.aux;
+      double mean = 0;
+      for (double x : recent) mean += x / (double)recent.size();
+      const bool spike = o.spike_factor > 0 && recent.size() >= 5 && loss > o.spike_factor * mean;
+      const bool bad_loss = !std::isfinite(loss) || spike;
 
-    // The update: clip, AdamW on this rank's shard, parameters re-assembled.
-    rec.lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
-    const double t_opt = now_ms();
-    {
-      TraceScope ts("optimizer step");
-      rec.stats = r.engine->finish_step(rec.lr, o.clip_grad, o.adamw, step + 1);
+      // The update: clip, AdamW on this rank's shard, parameters re-assembled.
+      rec.lr = lr_at(step, o.lr, o.min_lr, o.warmup_steps, o.steps);
+      const double t_opt = now_ms();
+      {
+        TraceScope ts("optimizer step");
+        rec.stats = r.engine->finish_step(rec.lr, o.clip_grad, o.adamw, step + 1,
+                                          {/*skip=*/bad_loss, /*skip_nonfinite=*/true});
+      }
+      rec.optimizer_ms = now_ms() - t_opt;
+      bad = bad_loss || !std::isfinite(rec.stats.grad_norm);
+      if (bad) {
+        rec.event = o.on_nonfinite == "skip"       ? "skipped"
+                    : o.on_nonfinite == "rollback" ? "rolled_back"
+                                                   : "stopped";
+        if (r.rank0())
+          std::printf("zerotrain train: step %lld: %s (loss %g, gradient norm %g): %s\n",
+                      (long long)step + 1, spike ? "loss spike" : "non-finite loss or gradient",
+                      loss, rec.stats.grad_norm, rec.event.c_str());
+      }
+      // The running mean follows every finite loss, skipped spikes included: one spike is
+      // skipped, a lasting change of level becomes the new mean within a few steps.
+      if (std::isfinite(loss)) recent.push_back(loss);
+      if (recent.size() > 20) recent.pop_front();
     }
-    rec.optimizer_ms = now_ms() - t_opt;
+    const bool stop = any_rank(*r.world, stop_requested());  // SIGTERM / SIGUSR1 on any rank
     rec.step_ms = now_ms() - t0;
     rec.comm = comm_stats() - comm0;
     if (r.store) rec.io = r.store->counters() - io0;
@@ -83,12 +126,33 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (do_eval || (last && !r.val.empty())) rec.val_loss = last_val = validation_loss(r);
     if (std::isfinite(rec.val_loss) && !(rec.val_loss >= best_val))
       best_val = rec.val_loss, best_step = r.state.step;
-    if (r.state.step % o.log_every == 0 || last || do_eval) {
+    if (r.state.step % o.log_every == 0 || last || do_eval || !rec.event.empty()) {
       const nlohmann::json line = step_metrics(r, rec);  // collective
       if (r.rank0()) {
         metrics.write(line);
         progress.update(r.state.step, progress_figures(r, rec, line));
       }
+    }
+    if (bad && o.on_nonfinite == "rollback") {  // back to the newest checkpoint, past this batch
+      skip_steps.insert(step);
+      rollback_training(r);
+      load_skips();
+      nlohmann::json skips = nlohmann::json::array();
+      for (int64_t k : skip_steps) skips.push_back(k);
+      r.state.train["skip_steps"] = skips;
+      recent.clear();
+      continue;
+    }
+    if (bad && o.on_nonfinite == "stop") {
+      if (!o.ckpt_dir.empty()) last_ckpt = checkpoint_training(r);
+      if (r.rank0()) {
+        progress.finish();
+        std::printf("zerotrain train: stopped at step %lld (--on-nonfinite stop)%s\n",
+                    (long long)r.state.step,
+                    last_ckpt.empty() ? "" : cat("; checkpoint ", last_ckpt).c_str());
+        std::fflush(stdout);
+      }
+      return 1;
     }
     const bool preempted = stop && !last;
     if (!o.ckpt_dir.empty() &&

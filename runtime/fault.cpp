@@ -14,7 +14,7 @@ namespace zt {
 namespace {
 
 struct Fault {
-  enum Kind { none, kill, hang } kind = none;
+  enum Kind { none, kill, hang, nan } kind = none;
   long long step = -1;
   int rank = -1;
 };
@@ -27,18 +27,31 @@ Fault parse_fault() {
   long long step = -1;
   int rank = -1;
   if (std::sscanf(v, "%15[a-z]@%lld:%d", kind, &step, &rank) != 3 || step < 0 || rank < 0 ||
-      (std::strcmp(kind, "kill") != 0 && std::strcmp(kind, "hang") != 0))
-    fail("ZT_TEST_FAULT='", v, "' is not KIND@STEP:RANK with KIND kill or hang");
-  f.kind = std::strcmp(kind, "kill") == 0 ? Fault::kill : Fault::hang;
+      (std::strcmp(kind, "kill") != 0 && std::strcmp(kind, "hang") != 0 &&
+       std::strcmp(kind, "nan") != 0))
+    fail("ZT_TEST_FAULT='", v, "' is not KIND@STEP:RANK with KIND kill, hang or nan");
+  f.kind = std::strcmp(kind, "kill") == 0   ? Fault::kill
+           : std::strcmp(kind, "hang") == 0 ? Fault::hang
+                                            : Fault::nan;
   f.step = step, f.rank = rank;
+  return f;
+}
+
+const Fault& fault() {
+  static const Fault f = parse_fault();
   return f;
 }
 
 }  // namespace
 
+bool test_fault_nan(int64_t step, int rank) {
+  const Fault& f = fault();
+  return f.kind == Fault::nan && f.step == step && f.rank == rank;
+}
+
 void test_fault_point(int64_t step, int rank) {
-  static const Fault f = parse_fault();
-  if (f.kind == Fault::none || f.step != step || f.rank != rank) return;
+  const Fault& f = fault();
+  if ((f.kind != Fault::kill && f.kind != Fault::hang) || f.step != step || f.rank != rank) return;
   std::fprintf(stderr, "zerotrain: rank %d: ZT_TEST_FAULT: %s at step %lld\n", rank,
                f.kind == Fault::kill ? "killing itself" : "hanging", (long long)step);
   std::fflush(stderr);

@@ -345,7 +345,7 @@ bool ZeroEngine::grads_finite() {
 }
 
 StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig& adamw,
-                                  int64_t step) {
+                                  int64_t step, StepGuard guard) {
   ZT_CHECK(per_step_ || micro_ == micro_total_, "finish_step after ", micro_, " of ", micro_total_,
            " microbatches");
   for (int u = 0; u <= last_unit(); ++u) finish_reductions(u);
@@ -393,6 +393,12 @@ StepStats ZeroEngine::finish_step(double lr, double max_norm, const AdamWConfig&
   }
   sq = sum_exact(grid_.world(), sq);
   st.grad_norm = std::sqrt(sq) / loss_scale_;
+  if (guard.skip || (guard.skip_nonfinite && !std::isfinite(st.grad_norm))) {
+    st.skipped = true;
+    st.exposed_ms = exposed_ms_;
+    st.io_wait_ms = io_wait_ms_;
+    return st;
+  }
   AdamWOptions ao;
   ao.grad_scale = clip_scale(st.grad_norm, max_norm) / (float)loss_scale_;
   ao.p16_dtype = cdt;

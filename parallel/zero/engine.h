@@ -55,9 +55,16 @@ struct PieceSplit {
 struct StepStats {
   double grad_norm = 0;   // of the unscaled gradient, before clipping
   double exposed_ms = 0;  // time the compute thread waited on communication this step
-  bool skipped = false;   // fp16: the gradients overflowed, no update was made
+  bool skipped = false;   // no update was made: fp16 overflow, or the guard (finish_step)
   double loss_scale = 1;  // fp16: the scale this step's backward used
   double io_wait_ms = 0;  // offload: time the compute thread waited on the store this step
+};
+
+// finish_step skips the update (the step's gradients are dropped, parameters and moments
+// unchanged, StepStats::skipped) when `skip` or, with skip_nonfinite, when the gradient norm is
+// not finite (every rank computes the same norm, so all skip together).
+struct StepGuard {
+  bool skip = false, skip_nonfinite = false;
 };
 
 class ZeroEngine {
@@ -81,7 +88,9 @@ class ZeroEngine {
   void end_microbatch();
   // Waits for the reductions, clips to max_norm (0 = off), AdamW on this rank's part,
   // re-assembles parameters (stages 1-2). step is 1-based for the bias correction.
-  StepStats finish_step(double lr, double max_norm, const AdamWConfig& adamw, int64_t step);
+  // guard: see StepGuard.
+  StepStats finish_step(double lr, double max_norm, const AdamWConfig& adamw, int64_t step,
+                        StepGuard guard = {});
 
   // Full fp32 parameters / AdamW moments of one unit, assembled on every rank (collective; stage 3
   // gathers): memory for one unit's full state, not the model's.
