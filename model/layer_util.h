@@ -14,9 +14,12 @@
 
 namespace zt {
 
-inline void zero(float* p, int64_t n) { std::memset(p, 0, sizeof(float) * (size_t)n); }
+// (n may be 0 with null pointers: an expert-parallel rank that receives no rows)
+inline void zero(float* p, int64_t n) {
+  if (n > 0) std::memset(p, 0, sizeof(float) * (size_t)n);
+}
 inline void copy(float* dst, const float* src, int64_t n) {
-  std::memcpy(dst, src, sizeof(float) * (size_t)n);
+  if (n > 0) std::memcpy(dst, src, sizeof(float) * (size_t)n);
 }
 inline void add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];

@@ -28,7 +28,7 @@ inline float load(const void* x, DType dt, int64_t i) {
 
 void f32_to(void* dst, DType dt, const float* src, int64_t n) {
   if (dt == DType::fp32) {
-    std::memcpy(dst, src, sizeof(float) * (size_t)n);
+    if (n > 0) std::memcpy(dst, src, sizeof(float) * (size_t)n);
   } else if (dt == DType::bf16) {
     auto* d = static_cast<uint16_t*>(dst);
     for_each_index(n, [&](int64_t i) { d[i] = fp32_to_bf16(src[i]); });
@@ -40,7 +40,7 @@ void f32_to(void* dst, DType dt, const float* src, int64_t n) {
 
 void to_f32(float* dst, const void* src, DType dt, int64_t n) {
   if (dt == DType::fp32) {
-    std::memcpy(dst, src, sizeof(float) * (size_t)n);
+    if (n > 0) std::memcpy(dst, src, sizeof(float) * (size_t)n);
   } else if (dt == DType::bf16) {
     const auto* s = static_cast<const uint16_t*>(src);
     for_each_index(n, [&](int64_t i) { dst[i] = bf16_to_fp32(s[i]); });

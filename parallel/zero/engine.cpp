@@ -310,10 +310,13 @@ void ZeroEngine::begin_step(int micro_batches, bool per_step) {
   exposed_ms_ = io_wait_ms_ = 0;
   if (opt_.store) opt_.store->check();
   for (auto& x : units_) {
+    auto clear = [](void* p, size_t bytes) {  // empty buffers have no storage
+      if (bytes) std::memset(p, 0, bytes);
+    };
     for (Buffer<uint8_t>* b : {&x->g16, &x->gshard})
-      if (opt_.stage <= 1) std::memset(b->data(), 0, b->size());
-    if (opt_.stage <= 1 && !lowp()) std::memset(x->gwork.data(), 0, x->gwork.size() * 4);
-    if (opt_.stage >= 2) std::memset(x->gacc.data(), 0, x->gacc.size() * 4);
+      if (opt_.stage <= 1) clear(b->data(), b->size());
+    if (opt_.stage <= 1 && !lowp()) clear(x->gwork.data(), x->gwork.size() * 4);
+    if (opt_.stage >= 2) clear(x->gacc.data(), x->gacc.size() * 4);
   }
 }
 
