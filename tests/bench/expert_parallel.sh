@@ -12,13 +12,9 @@ ZT=${1:?usage: expert_parallel.sh ZEROTRAIN DATA_DIR [STEPS] [LONG_STEPS]}
 DATA=${2:?usage: expert_parallel.sh ZEROTRAIN DATA_DIR [STEPS] [LONG_STEPS]}
 STEPS=${3:-25}
 LONG=${4:-200}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-SHAPE="--layers 4 --model-dim 256 --heads 4 --ffn-dim 688 --experts 8 --top-k 2 --shared-experts 1 --dense-layers 1 --expert-ffn-dim 256 --seq-len 128"
+source "$(dirname "$0")/lib.sh"
 C="--data $DATA $SHAPE --micro-batch 8 --steps $STEPS --log-every 1 --eval-tokens 1024"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$ZT" train $C --grad-accum 2 --metrics "$tmp/one.jsonl" >/dev/null
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-mpirun -np 2 "$ZT" train $C --metrics "$tmp/dp2.jsonl" >/dev/null
+baselines "$ZT" "$C"
 mpirun -np 2 "$ZT" train $C --ep 2 --metrics "$tmp/ep2.jsonl" >/dev/null
 SMALL="--layers 4 --model-dim 128 --heads 4 --ffn-dim 344 --experts 8 --top-k 2 --shared-experts 1 --dense-layers 1 --expert-ffn-dim 128 --seq-len 128"
 L="--data $DATA $SMALL --micro-batch 8 --steps $LONG --log-every 1 --eval-tokens 1024 --lr 2e-3"

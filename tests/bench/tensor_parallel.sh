@@ -9,13 +9,9 @@ set -euo pipefail
 ZT=${1:?usage: tensor_parallel.sh ZEROTRAIN DATA_DIR [STEPS]}
 DATA=${2:?usage: tensor_parallel.sh ZEROTRAIN DATA_DIR [STEPS]}
 STEPS=${3:-25}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-SHAPE="--layers 4 --model-dim 256 --heads 4 --ffn-dim 688 --experts 8 --top-k 2 --shared-experts 1 --dense-layers 1 --expert-ffn-dim 256 --seq-len 128"
+source "$(dirname "$0")/lib.sh"
 C="--data $DATA $SHAPE --micro-batch 8 --steps $STEPS --log-every 1 --eval-tokens 1024"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$ZT" train $C --grad-accum 2 --metrics "$tmp/one.jsonl" >/dev/null
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-mpirun -np 2 "$ZT" train $C --metrics "$tmp/dp2.jsonl" >/dev/null
+baselines "$ZT" "$C"
 mpirun -np 2 "$ZT" train $C --tp 2 --grad-accum 2 --metrics "$tmp/tp2.jsonl" >/dev/null
 mpirun -np 2 "$ZT" train $C --tp 2 --grad-accum 2 --sequence-parallel on --metrics "$tmp/tp2sp.jsonl" >/dev/null
 python3 - "$tmp" <<'PY'
