@@ -94,10 +94,6 @@ nlohmann::json moe_json(const TrainRun& run, const std::vector<int64_t>& load) {
   return {{"load", total}, {"imbalance", worst}, {"block_load", blocks}, {"block_imbalance", per}};
 }
 
-double worst_imbalance(const TrainRun& run, const std::vector<int64_t>& load) {
-  return moe_json(run, load)["imbalance"].get<double>();
-}
-
 double step_tokens(const TrainRun& run) {
   return (double)run.samples_per_step * run.o.model.seq_len;
 }
@@ -144,8 +140,8 @@ std::string progress_figures(const TrainRun& run, const StepRecord& r, const nlo
                 r.ce + r.aux, r.lr, r.stats.grad_norm, tokens / (r.step_ms / 1000),
                 tokens * run.counts.flops_per_token / r.step_ms / 1e6);
   std::string s = buf;
-  if (!r.load.empty()) {
-    std::snprintf(buf, sizeof buf, " imb %.2f", worst_imbalance(run, r.load));
+  if (line.contains("moe")) {  // the metrics line's, computed once
+    std::snprintf(buf, sizeof buf, " imb %.2f", line["moe"]["imbalance"].get<double>());
     s += buf;
   }
   s += " mem " + human_bytes((double)line["mem"]["peak"].get<int64_t>());

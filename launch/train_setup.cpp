@@ -196,16 +196,20 @@ void rollback_training(TrainRun& r) {
   load_training_state(r, from, /*verify=*/false);
 }
 
+const int32_t* fill_microbatch(TrainRun& r, int64_t step, int i, std::vector<int32_t>& batch) {
+  const int B = r.o.micro_batch, T = r.o.model.seq_len;
+  batch.resize((size_t)B * (T + 1));
+  fill_samples(*r.sampler, r.train, first_sample(step, B, r.o.grad_accum, r.dp(), r.dp_rank(), i),
+               B, T, batch.data());
+  return batch.data();
+}
+
 void check_first_step_data(TrainRun& r) {
   std::string err;
   if (r.state.step < r.o.steps) {
     try {
-      const int B = r.o.micro_batch, T = r.o.model.seq_len;
-      std::vector<int32_t> batch((size_t)B * (T + 1));
-      for (int i = 0; i < r.o.grad_accum; ++i)
-        fill_samples(*r.sampler, r.train,
-                     first_sample(r.state.step, B, r.o.grad_accum, r.dp(), r.dp_rank(), i), B, T,
-                     batch.data());
+      std::vector<int32_t> batch;
+      for (int i = 0; i < r.o.grad_accum; ++i) fill_microbatch(r, r.state.step, i, batch);
     } catch (const Error& e) {
       err = e.what();
     }

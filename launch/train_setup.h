@@ -54,6 +54,9 @@ struct TrainRun {
 std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx);
 // --resume auto|PATH: loads the checkpoint into the engine and the state (collective).
 void resume_training(TrainRun& run);
+// This rank's microbatch i of step `step` (0-based) into batch [micro-batch, seq_len + 1]; returns
+// batch.data(). The samples of a step do not depend on the layout (model/data/sampler.h).
+const int32_t* fill_microbatch(TrainRun& run, int64_t step, int i, std::vector<int32_t>& batch);
 // --on-nonfinite rollback: loads the newest complete checkpoint in --ckpt-dir into the engine and
 // the state (collective); throws when there is none.
 void rollback_training(TrainRun& run);

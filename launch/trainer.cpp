@@ -42,7 +42,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   int64_t best_step = 0;
   std::string last_ckpt;
   const int B = o.micro_batch, T = o.model.seq_len;
-  std::vector<int32_t> batch((size_t)B * (T + 1));
+  std::vector<int32_t> batch;  // fill_microbatch sizes it
   double last_val = NAN;
 
   // --on-nonfinite / --spike-factor: the losses of the last good steps, and the steps a rollback
@@ -70,12 +70,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                     (long long)step + 1);
     } else {
       // Forward and backward of this rank's microbatches, then the losses of the global batch.
-      auto microbatch = [&](int i) {
-        fill_samples(*r.sampler, r.train,
-                     first_sample(step, B, o.grad_accum, r.dp(), r.dp_rank(), i), B, T,
-                     batch.data());
-        return batch.data();
-      };
+      auto microbatch = [&](int i) { return fill_microbatch(r, step, i, batch); };
       const float grad_scale = test_fault_nan(step, ctx.rank()) ? NAN : 1.0f;  // test hook
       losses = r.step->run(o.grad_accum, microbatch, B, T, grad_scale);
       rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
