@@ -53,6 +53,7 @@ nlohmann::json comm_json(const CommStats& d, double exposed_ms) {
           {"allreduce_bytes", b(CommKind::allreduce)},
           {"p2p_bytes", b(CommKind::p2p)},
           {"alltoall_bytes", b(CommKind::alltoall)},
+          {"control_bytes", b(CommKind::control)},
           {"exposed_ms", exposed_ms}};
 }
 

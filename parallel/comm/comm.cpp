@@ -29,8 +29,8 @@ CommCounters& global_counters() {
 }  // namespace
 
 const char* comm_kind_name(CommKind k) {
-  static const char* names[] = {"allgather", "reduce_scatter", "allreduce",
-                                "p2p",       "alltoall",       "broadcast"};
+  static const char* names[] = {"allgather", "reduce_scatter", "allreduce", "p2p",
+                                "alltoall",  "broadcast",      "control"};
   return names[(int)k];
 }
 
@@ -89,8 +89,16 @@ Communicator::Communicator(int rank, int size, std::string name, const char* bac
 
 CommStats Communicator::stats() const { return counters_->snapshot(); }
 
+namespace {
+thread_local bool t_control = false;
+}  // namespace
+
+ControlTraffic::ControlTraffic() : outer_(t_control) { t_control = true; }
+ControlTraffic::~ControlTraffic() { t_control = outer_; }
+
 void Communicator::count_bytes(CommKind kind, int64_t bytes) {
   if (bytes <= 0) return;
+  if (t_control) kind = CommKind::control;
   counters_->bytes[(int)kind] += bytes;
   global_counters().bytes[(int)kind] += bytes;
 }

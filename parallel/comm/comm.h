@@ -38,9 +38,26 @@ enum class CommKind : int {
   p2p,
   alltoall,
   broadcast,
+  control,  // small exchanges of values, whatever collective carries them (ControlTraffic)
   count
 };
 const char* comm_kind_name(CommKind k);  // "allgather", "reduce_scatter", ...
+
+// While one is alive on a thread, the operations that thread issues count as CommKind::control:
+// the exchanges of a few values every rank needs (the losses, the gradient norm, agreement
+// flags, the metrics' maxima; parallel/comm/gather.h). So the other kinds are the model's
+// traffic, which a layout's formulas predict (parallel/plan/), and the control bytes are shown
+// on their own.
+class ControlTraffic {
+ public:
+  ControlTraffic();
+  ~ControlTraffic();
+  ControlTraffic(const ControlTraffic&) = delete;
+  ControlTraffic& operator=(const ControlTraffic&) = delete;
+
+ private:
+  bool outer_;
+};
 
 struct CommStats {
   int64_t bytes[(int)CommKind::count] = {};

@@ -20,8 +20,8 @@ double sum_exact(Communicator& comm, double x) {
 
 std::vector<int64_t> max_exact(Communicator& comm, const std::vector<int64_t>& mine) {
   const std::vector<int64_t> all = gather_values(comm, mine);
-  std::vector<int64_t> m(mine);
-  for (int r = 1; r < comm.size(); ++r)
+  std::vector<int64_t> m(mine);  // every rank's, rank 0's included (not only the others')
+  for (int r = 0; r < comm.size(); ++r)
     for (size_t i = 0; i < mine.size(); ++i) m[i] = std::max(m[i], all[r * mine.size() + i]);
   return m;
 }
@@ -32,6 +32,7 @@ std::vector<std::string> gather_strings(Communicator& comm, const std::string& m
   const std::vector<int64_t> sizes =
       gather_values(comm, std::vector<int64_t>{(int64_t)mine.size()});
   std::vector<size_t> counts(sizes.begin(), sizes.end());
+  ControlTraffic control;
   std::string all;
   for (int64_t c : sizes) all.resize(all.size() + (size_t)c);
   comm.all_gather(mine.data(), all.data(), counts, DType::int8).wait();

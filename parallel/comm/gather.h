@@ -1,6 +1,7 @@
 // gather.h: small blocking exchanges of values every rank of a communicator needs: byte-exact
 // (an all-gather of the raw values, combined in rank order on every rank), so all ranks get the
-// same bits and nothing is rounded to fp32 on the way, as the reducing collectives would.
+// same bits and nothing is rounded to fp32 on the way, as the reducing collectives would. Their
+// bytes count as control traffic (comm.h, ControlTraffic), not as all-gathers.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,6 +17,7 @@ template <typename T>
 std::vector<T> gather_values(Communicator& comm, const std::vector<T>& mine) {
   static_assert(std::is_trivially_copyable_v<T>);
   if (comm.size() == 1) return mine;
+  ControlTraffic control;
   std::vector<T> all(mine.size() * (size_t)comm.size());
   const std::vector<size_t> bytes(comm.size(), mine.size() * sizeof(T));
   comm.all_gather(mine.data(), all.data(), bytes, DType::int8).wait();

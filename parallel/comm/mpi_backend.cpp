@@ -17,6 +17,7 @@
 #include <functional>
 
 #include "parallel/comm/backend.h"
+#include "parallel/comm/ring_bytes.h"
 #include "parallel/comm/mpi_plan_op.h"
 #include "parallel/comm/mpi_progress.h"
 #include "parallel/comm/mpi_tuning.h"
@@ -115,8 +116,7 @@ class MpiCommunicator : public Communicator {
       });
       op->work =
           std::make_shared<MpiWork>(describe("all_gather", sum_counts(counts), dt), peers_ring());
-      count_bytes(CommKind::allgather,
-                  (int64_t)((sum_counts(counts) - counts[(r + 1) % size()]) * es));
+      count_bytes(CommKind::allgather, all_gather_bytes(counts, r, es));
       Work w = make_work(op->work);
       thread_.submit(std::move(op));
       return w;

@@ -50,9 +50,13 @@ class PlanOp : public MpiOp {
       scratch_ = thread.pool().get(plan_.scratch_bytes);
       plan_.bind_scratch(scratch_);
     }
+    // Receive slots as large as the largest reducing message (a small operation's messages are
+    // far below ZT_COMM_CHUNK_KB, and its slots stay in the pool).
     const int slots = std::min(plan_.reducing_recvs(), mpi_tuning().slots);
-    for (int i = 0; i < slots; ++i)
-      free_slots_.push_back(thread.pool().get(mpi_tuning().chunk_bytes));
+    size_t slot_bytes = 0;
+    for (const MessagePlan::Recv& r : plan_.recvs)
+      if (r.local) slot_bytes = std::max(slot_bytes, (size_t)r.bytes);
+    for (int i = 0; i < slots; ++i) free_slots_.push_back(thread.pool().get(slot_bytes));
     owned_slots_ = free_slots_;
     recv_done_.assign(plan_.recvs.size(), 0);
     send_done_.assign(plan_.sends.size(), 0);

@@ -17,6 +17,7 @@
 #include <numeric>
 
 #include "parallel/comm/backend.h"
+#include "parallel/comm/ring_bytes.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -94,10 +95,7 @@ class NcclCommunicator : public Communicator {
 
   Work all_reduce(const void* send, void* recv, size_t count, DType dt, ReduceOp op) override {
     check_reducible(*this, "all_reduce", dt);
-    auto even = even_split_counts(count, size());
-    size_t es = dtype_size(dt);
-    count_bytes(CommKind::allreduce,
-                (int64_t)((2 * count - even[rank()] - even[(rank() + 1) % size()]) * es));
+    count_bytes(CommKind::allreduce, all_reduce_bytes(count, size(), rank(), dtype_size(dt)));
     begin();
     NCCL_CHECK(ncclAllReduce(send, recv, count, nccl_type(dt), nccl_op(op), comm_, side_));
     return end();
@@ -107,8 +105,8 @@ class NcclCommunicator : public Communicator {
                       ReduceOp op) override {
     check_reducible(*this, "reduce_scatter", dt);
     check_counts(*this, "reduce_scatter", counts);
-    size_t es = dtype_size(dt), total = sum_counts(counts);
-    count_bytes(CommKind::reduce_scatter, (int64_t)((total - counts[rank()]) * es));
+    const size_t es = dtype_size(dt);
+    count_bytes(CommKind::reduce_scatter, reduce_scatter_bytes(counts, rank(), es));
     begin();
     if (std::all_of(counts.begin(), counts.end(), [&](size_t c) { return c == counts[0]; })) {
       NCCL_CHECK(
@@ -129,8 +127,8 @@ class NcclCommunicator : public Communicator {
 
   Work all_gather(const void* send, void* recv, std::span<const size_t> counts, DType dt) override {
     check_counts(*this, "all_gather", counts);
-    size_t es = dtype_size(dt), total = sum_counts(counts);
-    count_bytes(CommKind::allgather, (int64_t)((total - counts[(rank() + 1) % size()]) * es));
+    const size_t es = dtype_size(dt);
+    count_bytes(CommKind::allgather, all_gather_bytes(counts, rank(), es));
     begin();
     if (std::all_of(counts.begin(), counts.end(), [&](size_t c) { return c == counts[0]; })) {
       NCCL_CHECK(ncclAllGather(send, recv, counts[0], nccl_type(dt), comm_, side_));
@@ -161,9 +159,8 @@ class NcclCommunicator : public Communicator {
                   std::span<const size_t> recv_counts, DType dt) override {
     check_counts(*this, "all_to_all", send_counts);
     check_counts(*this, "all_to_all", recv_counts);
-    size_t es = dtype_size(dt);
-    count_bytes(CommKind::alltoall,
-                (int64_t)((sum_counts(send_counts) - send_counts[rank()]) * es));
+    const size_t es = dtype_size(dt);
+    count_bytes(CommKind::alltoall, all_to_all_bytes(send_counts, rank(), es));
     begin();
     const char* in = static_cast<const char*>(send);
     char* out = static_cast<char*>(recv);

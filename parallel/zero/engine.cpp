@@ -341,6 +341,7 @@ bool ZeroEngine::grads_finite() {
   }
   Communicator& world = grid_.world();
   if (world.size() > 1) {
+    ControlTraffic control;
     Work w = world.all_reduce(&bad, &bad, 1, DType::fp32, ReduceOp::max);
     wait(w);
   }

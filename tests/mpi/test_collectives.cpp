@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "mpi_test.h"
+#include "parallel/comm/gather.h"
 #include "runtime/error.h"
 #include "runtime/split.h"
 
@@ -346,6 +347,36 @@ TEST(Counters, BytesSentFollowTheRingAndWaitsAddExposedTime) {
   EXPECT_GE(g.exposed_ms, d.exposed_ms);
   for (int k = 0; k < (int)CommKind::count; ++k)
     EXPECT_NE(std::string(comm_kind_name((CommKind)k)), "");
+}
+
+TEST(Counters, ExactValueExchangesAreControlTraffic) {
+  // gather.h: the small exchanges count as control bytes, never as the model's all-gathers, and
+  // every rank gets the same maxima and sums, every rank's values included.
+  const int n = nranks(), r = me();
+  const CommStats s0 = world().stats();
+  const std::vector<int64_t> m = max_exact(world(), {r == 0 ? 100 : r, -r});
+  const double sum = sum_exact(world(), (double)(r + 1));
+  const bool any = any_rank(world(), r == n - 1);
+  const CommStats d = world().stats() - s0;
+  EXPECT_EQ(m[0], 100);  // rank 0's value is the largest: every rank sees it
+  EXPECT_EQ(m[1], 0);
+  EXPECT_EQ(sum, n * (n + 1) / 2.0);
+  EXPECT_TRUE(any);
+  EXPECT_EQ(d.bytes[(int)CommKind::allgather], 0);
+  EXPECT_EQ(d.bytes[(int)CommKind::control], n == 1 ? 0 : (n - 1) * (16 + 8 + 8));
+  {
+    ControlTraffic control;  // a scope makes any operation control traffic
+    float x = 1;
+    const CommStats c0 = world().stats();
+    world().all_reduce(&x, &x, 1, DType::fp32, ReduceOp::max).wait();
+    const CommStats c = world().stats() - c0;
+    EXPECT_EQ(c.bytes[(int)CommKind::allreduce], 0);
+    EXPECT_EQ(c.bytes[(int)CommKind::control] > 0, n > 1);
+  }
+  float y = 1;  // and only inside it
+  const CommStats a0 = world().stats();
+  world().all_reduce(&y, &y, 1, DType::fp32, ReduceOp::max).wait();
+  EXPECT_EQ((world().stats() - a0).bytes[(int)CommKind::control], 0);
 }
 
 TEST(Arguments, RefusedOnEveryRankWithoutCommunicating) {
