@@ -49,7 +49,7 @@ ZeroEngine::ZeroEngine(Model& model, ProcessGrid& grid, const ZeroOptions& opt)
     un->norm = p.norm;
     units_.push_back(std::move(un));
   }
-  if (opt.optim_in_store || opt.params_in_store) define_store_arrays();
+  if (opt.optim_in_store || opt.params_in_store) define_store_arrays(plan.staging);
   for (int u = 0; u < U; ++u) {  // the initial values (SPEC init, from the model's own buffer)
     Unit& x = *units_[u];
     const UnitLayout& l = x.lay;

@@ -149,7 +149,7 @@ class ZeroEngine {
   void finish_reductions(int u);
   void sum_tied_embedding();
   // offload (engine_offload.cpp)
-  void define_store_arrays();
+  void define_store_arrays(const StagingPlan& staging);
   void store_put(Unit& x, int a, const void* src);                  // whole array, synchronously
   const float* f32_state(Unit& x, int a, std::vector<float>& tmp);  // fp32 array, read if stored
   void wait_io(StateStore::Ticket& t);

@@ -13,10 +13,7 @@
 namespace zt {
 namespace {
 
-constexpr int kSlots = 4;  // tiles in flight: computing, writing, and two being read
-constexpr int64_t kMaxTile = int64_t(1) << 18;  // elements: enough to keep the I/O threads busy
-constexpr int64_t kTileAlign = kStorePageBytes / 2;  // elements: whole pages in 16 and 32 bits
-constexpr double kMB = 1 << 20;
+constexpr int kSlots = kStagingSlots;
 
 const char* array_name(int a) {
   static const char* names[] = {"params", "master", "exp_avg", "exp_avg_sq"};
@@ -25,10 +22,9 @@ const char* array_name(int a) {
 
 }  // namespace
 
-void ZeroEngine::define_store_arrays() {
+void ZeroEngine::define_store_arrays(const StagingPlan& staging) {
   StateStore& st = *opt_.store;
   const DType cdt = opt_.precision;
-  int64_t max_state = 0, max_shard_bytes = 0;
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& x = *units_[u];
     if (!model_.owns((int)u)) continue;  // another pipeline stage's unit: nothing here
@@ -41,31 +37,11 @@ void ZeroEngine::define_store_arrays() {
       def(kMomentM, DType::fp32);
       def(kMomentV, DType::fp32);
     }
-    max_state = std::max(max_state, x.state_len);
-    max_shard_bytes = std::max(max_shard_bytes, x.lay.shard() * (int64_t)dtype_size(cdt));
   }
-  // Bytes per element of one staged tile: every array of a unit that lives in the store.
-  int64_t bpe = opt_.params_in_store ? (int64_t)dtype_size(cdt) : 0;
-  if (opt_.optim_in_store) bpe += (lowp() ? 3 : 2) * 4;
-  // The buffer is shared: parameter shards in flight for their all-gathers (with parameter
-  // offload: up to max(--prefetch-layers, 1) of the largest at once), and the optimizer step's
-  // staging slots, which are kept from step to step.
-  const int64_t budget = opt_.store_buffer_bytes;
-  const double budget_mb = std::round(budget / kMB * 1000) / 1000;  // as the user wrote it
-  const int64_t window = opt_.params_in_store ? std::max(1, opt_.prefetch) * max_shard_bytes : 0;
-  const int64_t min_staging = kSlots * kTileAlign * bpe;
-  if (window + min_staging > budget)
-    fail("--nvme-buffer-mb ", budget_mb, " is too small: it must hold ",
-         opt_.params_in_store ? cat(std::max(1, opt_.prefetch), " parameter shard(s) of up to ",
-                                    std::ceil(max_shard_bytes / kMB * 100) / 100,
-                                    " MB (their all-gathers, --prefetch-layers) and ")
-                              : std::string(),
-         "the optimizer step's ", kSlots, " staging tiles (at least ",
-         std::ceil(min_staging / kMB * 100) / 100, " MB); use at least ",
-         std::ceil((window + min_staging) / kMB * 100) / 100, " MB");
-  tile_ = (budget - window) / (kSlots * bpe) / kTileAlign * kTileAlign;
-  tile_ = std::min({tile_, kMaxTile, (max_state + kTileAlign - 1) / kTileAlign * kTileAlign});
-  shard_budget_ = budget - kSlots * tile_ * bpe;  // what parameter shards may use
+  // The staging tiles and what the buffer leaves to parameter shards: plan_zero's (plan.h).
+  if (!staging.error.empty()) fail(staging.error);
+  tile_ = staging.tile;
+  shard_budget_ = staging.shard_budget;
   st.open();
 }
 
@@ -154,8 +130,9 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
                              const AdamWConfig& adamw, int64_t step) {
   const DType cdt = opt_.precision;
   auto esize = [&](int a) { return a == kParams ? (int64_t)dtype_size(cdt) : 4; };
-  bool staged[kStateArrays];
-  for (int a = 0; a < kStateArrays; ++a) staged[a] = units_[0]->sid[a] >= 0;
+  bool staged[kStateArrays] = {};  // by the units this rank holds (a middle pipeline stage
+  for (int a = 0; a < kStateArrays; ++a)  // has no embedding)
+    for (const auto& x : units_) staged[a] = staged[a] || x->sid[a] >= 0;
   const bool streamed = tile_ > 0;
   std::vector<Tile> tiles;
   for (int u = 0; u <= last_unit(); ++u) {

@@ -8,6 +8,7 @@
 // same ranks as dp).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/params.h"
@@ -63,9 +64,22 @@ struct ZeroBytes {
   int64_t total() const { return params + grads + optim; }
 };
 
+// Offload (state in a StateStore): the optimizer step streams the state kept in the store through
+// kStagingSlots tiles of `tile` elements per stored array, kept from step to step (params /
+// optim bytes); parameter shards in flight for their all-gathers share the rest of the buffer
+// (ZeroOptions::store_buffer_bytes).
+constexpr int kStagingSlots = 4;  // tiles in flight: computing, writing, and two being read
+struct StagingPlan {
+  int64_t tile = 0;          // elements per staged tile (0: nothing in the store)
+  int64_t shard_budget = 0;  // bytes of the buffer left to parameter shards
+  int64_t params_bytes = 0, optim_bytes = 0;
+  std::string error;  // why the buffer is too small (naming --nvme-buffer-mb), "" if it is not
+};
+
 struct ZeroPlan {
   std::vector<ZeroUnitPlan> units;
-  ZeroBytes bytes;
+  ZeroBytes bytes;  // with the staging tiles
+  StagingPlan staging;
 };
 
 // `owned`: the units this rank holds ([units], empty: all); the others get no state. The

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offload as a user runs it. Over 20 steps at dp 1 and 2, --offload-optimizer cpu / nvme and
 # --offload-params nvme (stage 3) give the in-memory run's losses exactly (relative tolerance
-# 1e-6, the acceptance bar; the arithmetic is the same, so the difference is 0), with a buffer
+# 1e-6, the acceptance bar; the arithmetic is the same, so the difference is 0), and so does a
+# 4-stage pipeline offloaded to NVMe, with a buffer
 # smaller than the offloaded state; the metrics say where each category lives and what moved.
 # An offloaded run checkpoints and resumes exactly, and its checkpoint resumes in memory on
 # another layout. A shard file damaged or removed mid-run stops the job with an error naming it.
@@ -9,6 +10,7 @@
 # stage 3) is one clear error line and leaves nothing behind.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
 prepare_zh
 C=(--data "$WORK/data" $TINY --micro-batch 2 --log-every 1 --seed 5 --eval-tokens 1024)
 NV=(--nvme-dir "$WORK/nv" --nvme-buffer-mb 1)
@@ -39,6 +41,11 @@ done
 train mem2s1 2 --zero-stage 1 --precision bf16
 train nvo2s1 2 --zero-stage 1 --precision bf16 --offload-optimizer nvme "${NV[@]}"
 same mem2s1 nvo2s1
+# A 4-stage pipeline: the middle stages hold no embedding (their first unit is a block's).
+STEPS=4 train pp4mem 4 --layers 4 --pp 4 --grad-accum 4 --zero-stage 3
+STEPS=4 train pp4nvp 4 --layers 4 --pp 4 --grad-accum 4 --zero-stage 3 --offload-optimizer nvme \
+  --offload-params nvme "${NV[@]}"
+same pp4mem pp4nvp
 
 python3 - "$WORK" <<'PY' || fail "offload metrics wrong"
 import json, sys, os
