@@ -17,10 +17,10 @@
 #include <functional>
 
 #include "parallel/comm/backend.h"
-#include "parallel/comm/ring_bytes.h"
 #include "parallel/comm/mpi_plan_op.h"
 #include "parallel/comm/mpi_progress.h"
 #include "parallel/comm/mpi_tuning.h"
+#include "parallel/comm/ring_bytes.h"
 #include "parallel/comm/ring_plans.h"
 #include "runtime/error.h"
 

@@ -130,7 +130,7 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
                              const AdamWConfig& adamw, int64_t step) {
   const DType cdt = opt_.precision;
   auto esize = [&](int a) { return a == kParams ? (int64_t)dtype_size(cdt) : 4; };
-  bool staged[kStateArrays] = {};  // by the units this rank holds (a middle pipeline stage
+  bool staged[kStateArrays] = {};         // by the units this rank holds (a middle pipeline stage
   for (int a = 0; a < kStateArrays; ++a)  // has no embedding)
     for (const auto& x : units_) staged[a] = staged[a] || x->sid[a] >= 0;
   const bool streamed = tile_ > 0;

@@ -34,15 +34,15 @@ StagingPlan plan_staging(const ZeroPlan& plan, const ZeroOptions& opt) {
   const int64_t window = opt.params_in_store ? std::max(1, opt.prefetch) * max_shard_bytes : 0;
   const int64_t min_staging = kStagingSlots * kTileAlign * bpe;
   if (window + min_staging > budget) {
-    s.error = cat("--nvme-buffer-mb ", budget_mb, " is too small: it must hold ",
-                  opt.params_in_store
-                      ? cat(std::max(1, opt.prefetch), " parameter shard(s) of up to ",
-                            std::ceil(max_shard_bytes / kMB * 100) / 100,
-                            " MB (their all-gathers, --prefetch-layers) and ")
-                      : std::string(),
-                  "the optimizer step's ", kStagingSlots, " staging tiles (at least ",
-                  std::ceil(min_staging / kMB * 100) / 100, " MB); use at least ",
-                  std::ceil((window + min_staging) / kMB * 100) / 100, " MB");
+    s.error =
+        cat("--nvme-buffer-mb ", budget_mb, " is too small: it must hold ",
+            opt.params_in_store ? cat(std::max(1, opt.prefetch), " parameter shard(s) of up to ",
+                                      std::ceil(max_shard_bytes / kMB * 100) / 100,
+                                      " MB (their all-gathers, --prefetch-layers) and ")
+                                : std::string(),
+            "the optimizer step's ", kStagingSlots, " staging tiles (at least ",
+            std::ceil(min_staging / kMB * 100) / 100, " MB); use at least ",
+            std::ceil((window + min_staging) / kMB * 100) / 100, " MB");
     return s;
   }
   s.tile = (budget - window) / (kStagingSlots * bpe) / kTileAlign * kTileAlign;

@@ -273,16 +273,17 @@ TEST(RingPlans, BytesSentAreTheFormulasOfRingBytes) {
       std::vector<float> big(std::accumulate(uneven.begin(), uneven.end(), size_t(0)));
       for (int r = 0; r < n; ++r) {
         SCOPED_TRACE(testing::Message() << "n " << n << " count " << count << " rank " << r);
-        EXPECT_EQ(plan_all_reduce(r, n, a.data(), b.data(), count, DType::fp32, ReduceOp::sum, kTiny)
-                      .bytes_sent(),
-                  all_reduce_bytes(count, n, r, 4));
-        EXPECT_EQ(plan_reduce_scatter(r, n, a.data(), b.data(), even, DType::bf16, ReduceOp::sum,
-                                      kTiny)
-                      .bytes_sent(),
-                  reduce_scatter_bytes(even, r, 2));
-        EXPECT_EQ(plan_all_gather(r, n, big.data(), big.data(), uneven, DType::fp32, kTiny)
-                      .bytes_sent(),
-                  all_gather_bytes(uneven, r, 4));
+        EXPECT_EQ(
+            plan_all_reduce(r, n, a.data(), b.data(), count, DType::fp32, ReduceOp::sum, kTiny)
+                .bytes_sent(),
+            all_reduce_bytes(count, n, r, 4));
+        EXPECT_EQ(
+            plan_reduce_scatter(r, n, a.data(), b.data(), even, DType::bf16, ReduceOp::sum, kTiny)
+                .bytes_sent(),
+            reduce_scatter_bytes(even, r, 2));
+        EXPECT_EQ(
+            plan_all_gather(r, n, big.data(), big.data(), uneven, DType::fp32, kTiny).bytes_sent(),
+            all_gather_bytes(uneven, r, 4));
         EXPECT_EQ(plan_all_to_all(r, n, big.data(), uneven, big.data(), uneven, DType::fp32, kTiny)
                       .bytes_sent(),
                   all_to_all_bytes(uneven, r, 4));
