@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 GUIDE="$(dirname "$0")/../../docs/user-guide.md"
 [ -f "$GUIDE" ] || fail "no docs/user-guide.md beside the tests"
-for sub in train eval generate prepare export version "bench gemm" "bench comm" "bench adamw" "bench io"; do
+for sub in train eval generate prepare export plan version "bench gemm" "bench comm" "bench adamw" "bench io"; do
   # shellcheck disable=SC2086
   "$ZT" $sub --help >"$WORK/help.txt" 2>&1 || fail "zerotrain $sub --help failed: $(tail -n 2 "$WORK/help.txt")"
   python3 - "$sub" "$WORK/help.txt" "$GUIDE" <<'PY' || fail "zerotrain $sub --help and docs/user-guide.md disagree"
