@@ -2,7 +2,10 @@
 #include "runtime/process.h"
 
 #include <mpi.h>
+#include <omp.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +16,8 @@
 #include <vector>
 
 #include "runtime/error.h"
+
+extern "C" void openblas_set_num_threads(int);
 
 namespace zt {
 namespace {
@@ -71,6 +76,29 @@ ProcessInfo discover_process() {
   return discover_process([](const char* name) -> const char* { return std::getenv(name); });
 }
 
+namespace {
+
+// Under a launcher, unless OMP_NUM_THREADS says otherwise: each rank's OpenMP loops and OpenBLAS
+// (one shared pool) get its share of the cores it may run on, cores / ranks on the node, at
+// least 1. The OpenMP default (every core in every rank) oversubscribes a node with more than
+// one rank, and spinning OpenMP threads then take the cores from the other ranks' compute.
+void share_cores() {
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local = 1;
+  MPI_Comm_size(node, &local);
+  MPI_Comm_free(&node);
+  cpu_set_t set;
+  const int cores = sched_getaffinity(0, sizeof set, &set) == 0
+                        ? CPU_COUNT(&set)
+                        : (int)std::max(1u, std::thread::hardware_concurrency());
+  const int share = std::max(1, cores / std::max(1, local));
+  if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(share);
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(omp_get_max_threads());
+}
+
+}  // namespace
+
 ProcessContext::ProcessContext(DeviceKind device) : ProcessContext(discover_process(), device) {}
 
 ProcessContext::ProcessContext(const ProcessInfo& info, DeviceKind device) : info_(info) {
@@ -100,6 +128,7 @@ ProcessContext::ProcessContext(const ProcessInfo& info, DeviceKind device) : inf
              " environment says rank ", info_.rank, " of ", info_.world,
              " (was zerotrain started by the launcher directly?)");
     }
+    if (mpi_) share_cores();
     if (device == DeviceKind::cuda) cuda_select_device(info_.local_rank);
   } catch (...) {
     std::lock_guard<std::mutex> lock(g_mutex);

@@ -3,7 +3,10 @@
 // on every rank alike. Rank discovery agrees with MPI.
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <omp.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -67,6 +70,22 @@ TEST(Grid, InvalidLayoutsAreRefusedOnEveryRank) {
   EXPECT_THROW(ProcessGrid(world(), 1, 0, 1), Error);
   EXPECT_THROW(ProcessGrid(world(), 1, 1, n + 1), Error);  // ep does not divide dp
   world().barrier().wait();                                // nobody is left in a split
+}
+
+TEST(Process, EachRankTakesItsShareOfTheCores) {
+  // Under a launcher and without OMP_NUM_THREADS a rank's OpenMP pool (which OpenBLAS shares) is
+  // cores / ranks on the node, at least 1; with it, what it says (ctest: 1).
+  const ProcessContext* ctx = process_context();
+  ASSERT_NE(ctx, nullptr);
+  if (const char* e = std::getenv("OMP_NUM_THREADS")) {
+    EXPECT_EQ(omp_get_max_threads(), std::atoi(e));
+    return;
+  }
+  if (!ctx->mpi()) GTEST_SKIP() << "one process: every core is its share";
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  const int ranks_here = world().size();  // every rank of these tests runs on this machine
+  EXPECT_EQ(omp_get_max_threads(), std::max(1, CPU_COUNT(&set) / ranks_here));
 }
 
 TEST(Process, DiscoveryAgreesWithMpi) {
