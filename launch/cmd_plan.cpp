@@ -21,8 +21,8 @@ namespace {
 const char* kPlanExamples = R"(Examples:
   zerotrain plan --world 8 --mem-gb 4
   zerotrain plan --layers 32 --model-dim 4096 --heads 32 --ffn-dim 11008 --experts 0 \
-                 --seq-len 4096 --micro-batch 1 --grad-accum 16 --precision bf16 \
-                 --device cuda --world 64 --mem-gb 80 --tp-max 8
+                 --dense-layers 32 --vocab 32000 --seq-len 4096 --micro-batch 1 \
+                 --grad-accum 16 --precision bf16 --device cuda --world 64 --mem-gb 80
   mpirun -np 2 zerotrain plan --world 8 --calibrate     (measures GEMM and all-reduce rates)
 Details: docs/tuning.md.)";
 

@@ -40,13 +40,17 @@ struct PlanRun {
   double bucket_mb = 25;
   int prefetch = 1;
   std::string device = "cpu";  // cpu | cuda
+  double flops_per_token = 0;  // training FLOPs per token (0: from the model's table)
 };
 
 // Bytes per rank by category, the largest rank's (as the run's `mem` metrics report them):
 // params / grads / optim resident between steps, activations and buffers at their peak in a
 // step, peak the most the rank holds at once (also at start-up).
+// Offloaded state is not in these: `host` is what --device cuda keeps in CPU memory
+// (--offload-* cpu), `nvme` what the shard files hold (--offload-* nvme).
 struct PlanMemory {
   int64_t params = 0, grads = 0, optim = 0, activations = 0, buffers = 0, peak = 0;
+  int64_t host = 0, nvme = 0;
 };
 
 // Bytes rank 0 sends per step, by collective (the run's `comm` metrics).
@@ -61,11 +65,13 @@ struct PlanTraffic {
 // The rates a step time is estimated at: GEMM FLOP/s of one rank and the bus bandwidth of each
 // kind of group (bytes a rank sends per second).
 struct PlanRates {
-  double flops = 20e9;     // achieved training FLOP/s of one rank (a core each)
-  double intra_bw = 6e9;   // bytes/s a rank sends to ranks of its node
-  double inter_bw = 6e9;   // ... to ranks of other nodes
-  int ranks_per_node = 0;  // groups inside a node use intra_bw (0 = all ranks on one node)
-  double nvme_bw = 1e9;    // bytes/s of the offload files, read and write
+  double flops = 20e9;      // achieved training FLOP/s of one rank (a core each)
+  double intra_bw = 6e9;    // bytes/s a rank sends to ranks of its node
+  double inter_bw = 6e9;    // ... to ranks of other nodes
+  int ranks_per_node = 0;   // groups inside a node use intra_bw (0 = all ranks on one node)
+  double nvme_bw = 1e9;     // bytes/s of the offload files, read and write
+  double host_bw = 25e9;    // --device cuda: bytes/s between the GPU and CPU memory
+  double host_adamw = 2e9;  // --device cuda, optimizer offloaded to cpu: parameters/s updated
   // The share of ZeRO's traffic hidden behind compute: none on the CPU, where the communication
   // thread shares the rank's core (docs/performance.md); most of it on GPUs (NCCL's stream).
   double overlap = 0;

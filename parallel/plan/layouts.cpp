@@ -122,8 +122,11 @@ void add_variants(std::vector<PlanLayout>& out, PlanLayout base, const PlanLimit
 
 }  // namespace
 
-std::vector<LayoutCost> plan_layouts(const PlanRun& run, int world, int64_t mem_bytes,
+std::vector<LayoutCost> plan_layouts(const PlanRun& given, int world, int64_t mem_bytes,
                                      const PlanLimits& lim, const PlanRates& rates) {
+  PlanRun run = given;
+  if (run.flops_per_token <= 0)
+    run.flops_per_token = count_params(build_param_table(run.model), run.model).flops_per_token;
   std::vector<PlanLayout> cands;
   for (int tp : divisors(world)) {
     if (lim.tp_max && tp > lim.tp_max) continue;

@@ -189,7 +189,19 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
     const int64_t acts =
         4 * (in_flight(l, run, r.at.pp) * per_micro + scratch_floats(s, run.model, chunks));
     const int64_t buffers = buffer_bytes(r, l, run, s);
-    const ZeroBytes& z = r.plan.bytes;
+    ZeroBytes z = r.plan.bytes;
+    // What leaves the rank's memory: NVMe-offloaded state (plan_zero keeps only the staging
+    // tiles), and on --device cuda the state offloaded to CPU memory.
+    int64_t nvme = 0, host = 0;
+    if (l.offload_optimizer == "nvme" || l.offload_params == "nvme") {
+      PlanLayout resident = l;
+      resident.offload_optimizer = resident.offload_params = "none";
+      const ZeroBytes all = rank_model(resident, run, rank).plan.bytes;
+      if (l.offload_optimizer == "nvme") nvme += all.optim;
+      if (l.offload_params == "nvme") nvme += all.params;
+    }
+    if (run.device == "cuda" && l.offload_optimizer == "cpu") host += z.optim, z.optim = 0;
+    if (run.device == "cuda" && l.offload_params == "cpu") host += z.params, z.params = 0;
     // Start-up: the model's own fp32 parameters and gradients while the engine allocates its
     // state (model.cpp, engine.cpp); a step: the state, the activations and the buffers.
     int64_t own = 0;
@@ -202,6 +214,8 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
     out.activations = std::max(out.activations, acts);
     out.buffers = std::max(out.buffers, buffers);
     out.peak = std::max(out.peak, peak);
+    out.host = std::max(out.host, host);
+    out.nvme = std::max(out.nvme, nvme);
   }
   return out;
 }

@@ -25,7 +25,8 @@ struct RankModel {
 
 RankModel rank_model(const PlanLayout& l, const PlanRun& run, int rank);
 
-// The ranks whose sizes differ: one per (pipeline stage, expert-parallel rank), tp rank 0.
+// The ranks whose sizes differ: one per pipeline stage (tp, dp and ep ranks hold equal shares:
+// tp divides every split size, ZeRO pads its shards, every ep rank holds experts / ep experts).
 std::vector<int> distinct_ranks(const PlanLayout& l);
 
 }  // namespace zt

@@ -28,9 +28,11 @@ PlanTime predict_time(const PlanLayout& l, const PlanRun& run, const PlanTraffic
                       const PlanRates& rates) {
   PlanTime out;
   const int world = l.dp * l.tp * l.pp;
-  const ParamCounts pc = count_params(build_param_table(run.model), run.model);
+  const double fpt = run.flops_per_token > 0
+                        ? run.flops_per_token
+                        : count_params(build_param_table(run.model), run.model).flops_per_token;
   const double tokens = (double)run.micro_batch * run.grad_accum * l.dp * run.model.seq_len;
-  out.compute_ms = tokens * pc.flops_per_token / world / rates.flops * 1e3;
+  out.compute_ms = tokens * fpt / world / rates.flops * 1e3;
   if (l.pp > 1)
     out.bubble = pipe_schedule_bubble(pipe_schedule_from_name(l.schedule), l.pp, run.grad_accum,
                                       l.virtual_stages);
@@ -44,14 +46,19 @@ PlanTime predict_time(const PlanLayout& l, const PlanRun& run, const PlanTraffic
   double comm = t.tensor / tensor_bw + t.expert / expert_bw + t.pipeline / pipe_bw;
   comm += (1 - rates.overlap) * t.zero / zero_bw;
   // Offloaded to NVMe: the optimizer state read and written once per step, stage-3 parameters
-  // read for every gather.
-  if (l.offload_optimizer == "nvme" || l.offload_params == "nvme") {
-    const RankModel r = rank_model(l, run, 0);
+  // read for their gathers. To CPU memory (--device cuda): the gradient shard down and the
+  // updated parameter shard up, and the update at the CPU's rate.
+  if (l.offload_optimizer != "none" || l.offload_params != "none") {
     PlanLayout resident = l;
     resident.offload_optimizer = resident.offload_params = "none";
-    const ZeroBytes all = rank_model(resident, run, 0).plan.bytes;
-    const double io = 2.0 * (all.optim - r.plan.bytes.optim) + (all.params - r.plan.bytes.params);
-    comm += io / rates.nvme_bw;
+    const RankModel r = rank_model(resident, run, 0);
+    const ZeroBytes& all = r.plan.bytes;
+    double elems = 0;
+    for (const ZeroUnitPlan& u : r.plan.units) elems += (double)u.state_len;
+    if (l.offload_optimizer == "nvme") comm += 2.0 * all.optim / rates.nvme_bw;
+    if (l.offload_params == "nvme") comm += (double)all.params / rates.nvme_bw;
+    if (l.offload_optimizer == "cpu" && run.device == "cuda")
+      comm += 2 * elems * dtype_size(run.precision) / rates.host_bw + elems / rates.host_adamw;
   }
   out.comm_ms = comm * 1e3;
   out.step_ms = out.compute_ms / (1 - out.bubble) + out.comm_ms;
