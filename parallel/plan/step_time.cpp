@@ -29,8 +29,8 @@ PlanTime predict_time(const PlanLayout& l, const PlanRun& run, const PlanTraffic
   PlanTime out;
   const int world = l.dp * l.tp * l.pp;
   const double fpt = run.flops_per_token > 0
-                        ? run.flops_per_token
-                        : count_params(build_param_table(run.model), run.model).flops_per_token;
+                         ? run.flops_per_token
+                         : count_params(build_param_table(run.model), run.model).flops_per_token;
   const double tokens = (double)run.micro_batch * run.grad_accum * l.dp * run.model.seq_len;
   out.compute_ms = tokens * fpt / world / rates.flops * 1e3;
   if (l.pp > 1)
