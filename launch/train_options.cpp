@@ -5,6 +5,7 @@
 #include "parallel/pipeline/schedule.h"
 #include "parallel/pipeline/stages.h"
 #include "runtime/error.h"
+#include "runtime/signals.h"
 
 namespace zt {
 
@@ -120,7 +121,10 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
        "off)")  //
       ("comm-timeout", with_default(&o.comm_timeout),
        "abort the job when a collective or transfer makes no progress for this many seconds, "
-       "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)");
+       "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)")(
+          "preempt-signal", with_default(&o.preempt_signal),
+          "signals that mean checkpoint and exit 0 (USR1, USR2, TERM, INT, HUP, ALRM; comma "
+          "separated); others keep their default action");
   off.add_options()  //
       ("offload-optimizer", with_default(&o.offload_optimizer),
        "where the fp32 master and AdamW moments live: none|cpu|nvme")  //
@@ -182,6 +186,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.on_nonfinite == "rollback" && o.ckpt_dir.empty())
     fail("--on-nonfinite rollback needs --ckpt-dir (the checkpoints it rolls back to)");
   o.comm_timeout_given = !vm["comm-timeout"].defaulted();
+  parse_preempt_signals(o.preempt_signal);  // one error line naming a bad name
   require_choice(vm, "overlap", {"on", "off"});
   require_range(vm, "bucket-mb", 0.001, 1e6);
   require_min(vm, "prefetch-layers", 0);

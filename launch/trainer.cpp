@@ -29,7 +29,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   check_first_step_data(r);
   MetricsWriter metrics(r.rank0() ? o.metrics
                                   : "");  // after the set-up: a failed start writes nothing
-  install_stop_handlers();
+  install_stop_handlers(parse_preempt_signals(o.preempt_signal));
   Progress progress(o.steps, ctx.info().launcher == "none", r.state.step);
   const int64_t first_step = r.state.step;
   // The head of the metrics file: what ran, where (build facts, layout, flags).
@@ -107,7 +107,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
       if (std::isfinite(loss)) recent.push_back(loss);
       if (recent.size() > 20) recent.pop_front();
     }
-    const bool stop = any_rank(*r.world, stop_requested());  // SIGTERM / SIGUSR1 on any rank
+    const bool stop = any_rank(*r.world, stop_requested());  // a --preempt-signal on any rank
     rec.step_ms = now_ms() - t0;
     rec.comm = comm_stats() - comm0;
     if (r.store) rec.io = r.store->counters() - io0;

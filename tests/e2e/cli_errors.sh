@@ -25,6 +25,8 @@ expect_error "--lr" "${T[@]}" --lr -1
 expect_error "--top-k" "${T[@]}" --experts 4 --top-k 5
 expect_error "--micro-batch" "${T[@]}" --micro-batch 0
 expect_error "--router-norm" "${T[@]}" --router-norm maybe
+expect_error "--preempt-signal: 'KILL'" "${T[@]}" --preempt-signal USR1,KILL
+expect_error "--preempt-signal needs" "${T[@]}" --preempt-signal ,
 expect_error "--precision" "${T[@]}" --precision fp8
 expect_error "missing.bin" train --data "$WORK/missing.bin" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt"
 expect_error "'--data' is required" train --steps 1

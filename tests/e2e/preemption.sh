@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Preemption as Slurm does it: SIGTERM to one rank of a 2-rank run. Every rank finishes the step,
 # a checkpoint is written, all exit 0; resuming continues exactly (the same losses as a run that
-# was never stopped).
+# was never stopped). --preempt-signal chooses the signals that do this.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
@@ -36,4 +36,25 @@ worst = max(abs(ref[s] - res[s]) / ref[s] for s in res)
 print(f'stopped by SIGTERM after step {k}; resumed steps {k + 1}-1500 differ by at most {worst:.1e}')
 sys.exit(0 if worst <= 1e-5 else 1)
 PY
+
+# --preempt-signal names the signals that stop the run: USR2 here checkpoints and exits 0; USR1,
+# not named, keeps its default action (the process ends, nothing is claimed).
+signal_run() {  # signal_run NAME SIGNAL FLAGS...: start 1 rank, send SIGNAL after 5 steps
+  local name=$1 sig=$2; shift 2
+  "$ZT" train "${A[@]}" --steps 400 "$@" --metrics "$WORK/$name.jsonl" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 600); do
+    [[ -f $WORK/$name.jsonl && $(wc -l <"$WORK/$name.jsonl") -ge 5 ]] && break
+    sleep 0.1
+  done
+  kill "-$sig" "$pid"
+  rc=0; { wait "$pid"; } 2>/dev/null || rc=$?
+}
+signal_run usr2 USR2 --preempt-signal usr2 --ckpt-dir "$WORK/ck2"
+[[ $rc -eq 0 ]] || fail "--preempt-signal usr2: SIGUSR2 exit $rc: $(tail -n 2 "$WORK/usr2.log")"
+grep -q "stop requested by a signal" "$WORK/usr2.log" || fail "SIGUSR2 did not stop the run"
+[[ -f $WORK/ck2/$(cat "$WORK/ck2/latest")/COMPLETE ]] || fail "no checkpoint after SIGUSR2"
+signal_run usr1 USR1 --preempt-signal TERM
+[[ $rc -ne 0 ]] || fail "--preempt-signal TERM: SIGUSR1 was handled as a preemption"
+! grep -q "stop requested by a signal" "$WORK/usr1.log" || fail "SIGUSR1 stopped the run as a preemption"
 echo "preemption: passed"

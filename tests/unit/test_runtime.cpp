@@ -1,5 +1,6 @@
 // Runtime basics: tracked allocator counters, dtype conversions, counter-based RNG.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cmath>
 
@@ -8,6 +9,7 @@
 #include "runtime/error.h"
 #include "runtime/options.h"
 #include "runtime/rng.h"
+#include "runtime/signals.h"
 #include "runtime/tensor.h"
 
 namespace zt {
@@ -25,6 +27,14 @@ TEST(Alloc, CountsBytesByCategoryWithPeak) {
   auto after = mem_stats();
   EXPECT_EQ(after.current[(int)MemCategory::grads], g0);
   EXPECT_GE(after.peak[(int)MemCategory::grads], g0 + 6000);
+}
+
+TEST(Signals, PreemptSignalNames) {
+  EXPECT_EQ(parse_preempt_signals("USR1,TERM"), (std::vector<int>{SIGUSR1, SIGTERM}));
+  EXPECT_EQ(parse_preempt_signals(" sigusr2 , usr2,HUP"), (std::vector<int>{SIGUSR2, SIGHUP}));
+  EXPECT_EQ(parse_preempt_signals("ALRM,int"), (std::vector<int>{SIGALRM, SIGINT}));
+  for (const char* bad : {"KILL", "USR1,9", "", ",", "SIG"})
+    EXPECT_THROW(parse_preempt_signals(bad), Error) << bad;
 }
 
 TEST(Tensor, ShapeAndBytes) {
