@@ -72,6 +72,15 @@ ProcessInfo discover_process(const EnvLookup& env) {
   return info;
 }
 
+std::string launch_error(const ProcessInfo& info, const EnvLookup& env) {
+  if (info.launcher != "slurm" || info.world <= 1) return "";
+  for (const char* v : {"PMIX_RANK", "PMIX_NAMESPACE", "PMI_RANK", "PMI_FD"})
+    if (env_set(env, v)) return "";
+  return cat("srun started ", info.world,
+             " tasks without a PMI interface for MPI to find its peers: run `srun --mpi=pmix ...` "
+             "(or set MpiDefault=pmix in slurm.conf; `srun --mpi=list` shows what this Slurm has)");
+}
+
 ProcessInfo discover_process() {
   return discover_process([](const char* name) -> const char* { return std::getenv(name); });
 }
@@ -109,6 +118,10 @@ ProcessContext::ProcessContext(const ProcessInfo& info, DeviceKind device) : inf
   }
   uncaught_at_start_ = std::uncaught_exceptions();
   try {
+    if (const std::string e =
+            launch_error(info_, [](const char* name) -> const char* { return std::getenv(name); });
+        !e.empty())
+      fail_on_rank0(info_, e);
     if (info_.launcher != "none") {
       int initialised = 0;
       MPI_Initialized(&initialised);

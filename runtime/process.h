@@ -36,6 +36,11 @@ using EnvLookup = std::function<const char*(const char* name)>;
 ProcessInfo discover_process(const EnvLookup& env);
 ProcessInfo discover_process();  // from the real environment
 
+// Why MPI cannot start in this environment, before it is touched ("" when it can): srun started
+// several tasks with no PMI for Open MPI to find its peers (a cluster whose MpiDefault is none,
+// `srun` without `--mpi=pmix`), where MPI_Init would die with Open MPI's multi-line abort.
+std::string launch_error(const ProcessInfo& info, const EnvLookup& env);
+
 class ProcessContext {
  public:
   explicit ProcessContext(DeviceKind device = DeviceKind::cpu);

@@ -18,6 +18,11 @@ expect_error() {
   echo "ok: $(cat "$err")"
 }
 T0=(train --data "$WORK/data" --metrics "$WORK/m.jsonl" --ckpt-dir "$WORK/ckpt")
+# srun's environment without a PMI (plain `srun -n 2` where MpiDefault is none): one line naming
+# the fix, before MPI is touched (rank 0 prints it; the other ranks exit 2 silently).
+SLURM_PROCID=0 SLURM_NTASKS=2 SLURM_LOCALID=0 expect_error "srun --mpi=pmix" "${T0[@]}" --steps 2
+SLURM_PROCID=1 SLURM_NTASKS=2 SLURM_LOCALID=1 "$ZT" "${T0[@]}" --steps 2 >"$WORK/out" 2>"$WORK/err" && fail "rank 1 without PMI ran"
+[[ ! -s $WORK/err ]] || fail "rank 1 without PMI printed: $(cat "$WORK/err")"
 T=("${T0[@]}" --steps 2)
 expect_error "--no-such-flag" "${T[@]}" --no-such-flag 3
 expect_error "--heads" "${T[@]}" --model-dim 64 --heads 5

@@ -83,6 +83,29 @@ TEST(ProcessDiscovery, MalformedValuesNameTheVariable) {
             std::string::npos);
 }
 
+TEST(ProcessDiscovery, SrunWithoutPmiIsOneLineBeforeMpi) {
+  auto lookup = [](const std::map<std::string, std::string>& env) {
+    return [env](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    };
+  };
+  const std::map<std::string, std::string> srun = {
+      {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "0"}};
+  const ProcessInfo info = discover(srun);
+  EXPECT_NE(launch_error(info, lookup(srun)).find("srun --mpi=pmix"), std::string::npos);
+  for (const char* pmi : {"PMIX_RANK", "PMI_FD"}) {
+    std::map<std::string, std::string> with = srun;
+    with.emplace(pmi, "0");
+    EXPECT_EQ(launch_error(info, lookup(with)), "") << pmi;
+  }
+  const std::map<std::string, std::string> one = {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}};
+  EXPECT_EQ(launch_error(discover(one), lookup(one)), "");  // a singleton needs no PMI
+  const std::map<std::string, std::string> ompi = {{"OMPI_COMM_WORLD_SIZE", "2"},
+                                                   {"OMPI_COMM_WORLD_RANK", "0"}};
+  EXPECT_EQ(launch_error(discover(ompi), lookup(ompi)), "");
+}
+
 TEST(ProcessDiscovery, NoContextBeforeOneIsCreated) { EXPECT_EQ(process_context(), nullptr); }
 
 }  // namespace
