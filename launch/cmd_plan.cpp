@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "launch/bench_gemm.h"
 #include "launch/command.h"
@@ -36,20 +35,23 @@ struct PlanFlags {
   int top = 15;
 };
 
-// The flags of the command line that `train` takes as they are (the model, the batch, the
-// precision), for the best layout's command.
-std::string passed_through(int argc, char** argv, const po::options_description& groups) {
-  std::set<std::string> keep;
-  for (const auto& o : groups.options()) keep.insert(o->long_name());
+// The flags given (on the command line or in --config) that `train` takes as they are (the model,
+// the batch, the precision), for the best layout's command.
+std::string given_flags(const po::variables_map& vm, const po::options_description& groups) {
   std::string out;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) continue;
-    const std::string name = a.substr(2, a.find('=') - 2);
-    if (!keep.count(name)) continue;
-    out += " " + a;
-    if (a.find('=') == std::string::npos && name != "untie-embeddings" && i + 1 < argc)
-      out += std::string(" ") + argv[++i];
+  for (const auto& o : groups.options()) {
+    const std::string& name = o->long_name();
+    if (!vm.count(name) || vm[name].defaulted()) continue;
+    const boost::any& v = vm[name].value();
+    if (const bool* b = boost::any_cast<bool>(&v)) {
+      if (*b) out += " --" + name;
+    } else if (const int* i = boost::any_cast<int>(&v)) {
+      out += " --" + name + " " + std::to_string(*i);
+    } else if (const double* d = boost::any_cast<double>(&v)) {
+      out += " --" + name + " " + show_number(*d);
+    } else if (const std::string* t = boost::any_cast<std::string>(&v)) {
+      out += " --" + name + " " + *t;
+    }
   }
   return out;
 }
@@ -249,8 +251,7 @@ int cmd_plan(int argc, char** argv) {
       std::printf("%s\n", layout_json(costs[i], (int)i + 1, f.world).dump().c_str());
     return 0;
   }
-  print_table(costs, f, rates,
-              passed_through(argc, argv, model) + passed_through(argc, argv, batch));
+  print_table(costs, f, rates, given_flags(vm, model) + given_flags(vm, batch));
   return 0;
 }
 

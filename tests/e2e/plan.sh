@@ -78,6 +78,11 @@ OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2 "$ZT" plan $SHAPE --world 4 --c
   fail "plan --calibrate under mpirun: $(tail -n 2 "$WORK/cal.txt")"
 grep -q "gemm measured, all-reduce bandwidth measured over 2 ranks" "$WORK/cal.txt" || fail "calibration: $(head -n 1 "$WORK/cal.txt")"
 [ "$(grep -c '^Best: ' "$WORK/cal.txt")" -eq 1 ] || fail "plan under mpirun printed on more than rank 0"
+# Model flags from --config reach the best command as flags.
+printf 'layers = 2\nmodel-dim = 64\nuntie-embeddings = true\n' >"$WORK/plan.ini"
+"$ZT" plan --config "$WORK/plan.ini" --world 2 --top 1 >"$WORK/cfg.txt" 2>&1 || fail "plan --config: $(cat "$WORK/cfg.txt")"
+grep -q "zerotrain train --data DIR --layers 2 --model-dim 64 --untie-embeddings " "$WORK/cfg.txt" ||
+  fail "--config's model flags missing from the best command: $(tail -n 1 "$WORK/cfg.txt")"
 "$ZT" plan $SHAPE $BATCH --world 4 --mem-gb 0.001 >"$WORK/none.txt" 2>&1 || fail "plan with a tiny budget failed"
 grep -q "No layout fits 0.001 GiB per rank" "$WORK/none.txt" || fail "a budget nothing fits: $(tail -n 2 "$WORK/none.txt")"
 "$ZT" plan $TINY --world 8 --tp-max 1 --pp-max 1 --ep-max 1 --json | python3 -c "
