@@ -48,9 +48,13 @@ struct PlanRun {
 // step, peak the most the rank holds at once (also at start-up).
 // Offloaded state is not in these: `host` is what --device cuda keeps in CPU memory
 // (--offload-* cpu), `nvme` what the shard files hold (--offload-* nvme).
+// `comm_slots` is the part of buffers and peak that depends on timing: the MPI backend's receive
+// slots counted as if every reduction of a (micro)step were in flight at once, an upper bound; a
+// run whose reductions finish before the next starts holds less (down to one operation's).
 struct PlanMemory {
   int64_t params = 0, grads = 0, optim = 0, activations = 0, buffers = 0, peak = 0;
   int64_t host = 0, nvme = 0;
+  int64_t comm_slots = 0;
 };
 
 // Bytes rank 0 sends per step, by collective (the run's `comm` metrics).

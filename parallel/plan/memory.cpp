@@ -133,7 +133,7 @@ int64_t reduce_slots(int64_t count, int n, int64_t es, bool scatter) {
 // of its units through the step); 16-bit runs convert the units in use to fp32. A pipeline stage
 // copies what it sends.
 int64_t buffer_bytes(const RankModel& r, const PlanLayout& l, const PlanRun& run,
-                     const MicroShape& s) {
+                     const MicroShape& s, int64_t& slots) {
   const bool lowp = run.precision != DType::fp32, z3 = l.zero_stage == 3;
   const bool tied = !run.model.untie_embeddings;
   const int64_t es = (int64_t)dtype_size(run.precision);
@@ -167,6 +167,7 @@ int64_t buffer_bytes(const RankModel& r, const PlanLayout& l, const PlanRun& run
     held = std::max(kept + (1 + (z3 ? run.prefetch : 0)) * largest,
                     kept + grads + transient + (lowp ? largest : 0));
   if (!z3 && !lowp) held = grads;
+  slots = pool;
   int64_t b = pool + held;
   if (l.pp > 1) b += 2 * s.rows * s.d * 4;
   return b;
@@ -188,7 +189,8 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
     for (const PipeChunk& c : chunks) per_micro += acts_floats(s, run.model, c);
     const int64_t acts =
         4 * (in_flight(l, run, r.at.pp) * per_micro + scratch_floats(s, run.model, chunks));
-    const int64_t buffers = buffer_bytes(r, l, run, s);
+    int64_t slots = 0;
+    const int64_t buffers = buffer_bytes(r, l, run, s, slots);
     ZeroBytes z = r.plan.bytes;
     // What leaves the rank's memory: NVMe-offloaded state (plan_zero keeps only the staging
     // tiles), and on --device cuda the state offloaded to CPU memory.
@@ -213,6 +215,7 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
     out.optim = std::max(out.optim, z.optim);
     out.activations = std::max(out.activations, acts);
     out.buffers = std::max(out.buffers, buffers);
+    out.comm_slots = std::max(out.comm_slots, slots);
     out.peak = std::max(out.peak, peak);
     out.host = std::max(out.host, host);
     out.nvme = std::max(out.nvme, nvme);

@@ -5,7 +5,8 @@
 # metrics of a 3-step run:
 # params / grads / optim and the bytes per collective exactly (the expert all-to-all, routed as
 # the data has it, within 35% of the balanced-routing prediction), activations and peak within
-# 15%. Then the table's best command runs as printed, --calibrate measures under mpirun, and bad
+# 15% (the peak counts the MPI receive slots as if every reduction were in flight at once, an
+# upper bound that timing decides: a measured peak may be below it by up to those slots). Then the table's best command runs as printed, --calibrate measures under mpirun, and bad
 # input gets one error line.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -59,6 +60,8 @@ for line in open(os.path.join(d, 'runs.txt')):
     for cat, k, tol in checks:
         pv, mv = p[cat][k], m[cat][k]
         e = abs(pv - mv) / max(mv, 1)
+        if k == 'peak' and mv < pv:  # the receive slots are an upper bound: as low as none of them
+            e = max(0.0, (pv - p['mem']['comm_slots'] - mv) / max(mv, 1))
         worst[k] = max(worst.get(k, 0), e)
         if k in ("peak", "activations") and e > 0.08: print(f"{what}: {k} {pv} vs {mv} ({e:.3f})")
         if e > tol: bad.append(f'{what}: {cat}.{k} predicted {pv} measured {mv} ({e:.3f} > {tol})')
