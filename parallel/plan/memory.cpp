@@ -180,11 +180,7 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
   const MicroShape s = shape_of(l, run);
   for (int rank : distinct_ranks(l)) {
     const RankModel r = rank_model(l, run, rank);
-    std::vector<PipeChunk> chunks;
-    if (l.pp == 1)
-      chunks.push_back({0, run.model.layers, true, true});
-    else
-      for (int v : r.chunks) chunks.push_back(r.pipe.virt[v]);
+    const std::vector<PipeChunk>& chunks = r.pieces;
     int64_t per_micro = 0;
     for (const PipeChunk& c : chunks) per_micro += acts_floats(s, run.model, c);
     const int64_t acts =
@@ -196,9 +192,7 @@ PlanMemory predict_memory(const PlanLayout& l, const PlanRun& run) {
     // tiles), and on --device cuda the state offloaded to CPU memory.
     int64_t nvme = 0, host = 0;
     if (l.offload_optimizer == "nvme" || l.offload_params == "nvme") {
-      PlanLayout resident = l;
-      resident.offload_optimizer = resident.offload_params = "none";
-      const ZeroBytes all = rank_model(resident, run, rank).plan.bytes;
+      const ZeroBytes all = resident_rank_model(l, run, rank).plan.bytes;
       if (l.offload_optimizer == "nvme") nvme += all.optim;
       if (l.offload_params == "nvme") nvme += all.params;
     }

@@ -14,8 +14,10 @@ RankModel rank_model(const PlanLayout& l, const PlanRun& run, int rank) {
     r.pipe = make_pipeline_layout(m, l.pp, l.virtual_stages);
     r.owned = stage_units(r.pipe, build_param_table(m, slice), m, r.at.pp);
     for (int c = 0; c < l.virtual_stages; ++c) r.chunks.push_back(c * l.pp + r.at.pp);
+    for (int v : r.chunks) r.pieces.push_back(r.pipe.virt[v]);
   } else {
     r.chunks = {0};
+    r.pieces = {{0, m.layers, true, true}};
   }
   r.zero.stage = l.zero_stage;
   r.zero.precision = run.precision;
@@ -25,6 +27,12 @@ RankModel rank_model(const PlanLayout& l, const PlanRun& run, int rank) {
   r.zero.params_in_store = l.offload_params == "nvme";
   r.plan = plan_zero(r.table, r.grid, rank, r.zero, r.owned);
   return r;
+}
+
+RankModel resident_rank_model(const PlanLayout& l, const PlanRun& run, int rank) {
+  PlanLayout resident = l;
+  resident.offload_optimizer = resident.offload_params = "none";
+  return rank_model(resident, run, rank);
 }
 
 std::vector<int> distinct_ranks(const PlanLayout& l) {

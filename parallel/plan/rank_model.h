@@ -20,10 +20,13 @@ struct RankModel {
   PipelineLayout pipe;      // pp > 1
   ZeroOptions zero;
   ZeroPlan plan;
-  std::vector<int> chunks;  // virtual stages of its pipeline stage (pp = 1: {0})
+  std::vector<int> chunks;        // virtual stages of its pipeline stage (pp = 1: {0})
+  std::vector<PipeChunk> pieces;  // what each of them holds (pp = 1: the whole model)
 };
 
 RankModel rank_model(const PlanLayout& l, const PlanRun& run, int rank);
+// The same rank with nothing offloaded: the state an offloaded layout moves out of memory.
+RankModel resident_rank_model(const PlanLayout& l, const PlanRun& run, int rank);
 
 // The ranks whose sizes differ: one per pipeline stage (tp, dp and ep ranks hold equal shares:
 // tp divides every split size, ZeRO pads its shards, every ep rank holds experts / ep experts).

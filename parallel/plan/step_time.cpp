@@ -49,9 +49,7 @@ PlanTime predict_time(const PlanLayout& l, const PlanRun& run, const PlanTraffic
   // read for their gathers. To CPU memory (--device cuda): the gradient shard down and the
   // updated parameter shard up, and the update at the CPU's rate.
   if (l.offload_optimizer != "none" || l.offload_params != "none") {
-    PlanLayout resident = l;
-    resident.offload_optimizer = resident.offload_params = "none";
-    const RankModel r = rank_model(resident, run, 0);
+    const RankModel r = resident_rank_model(l, run, 0);
     const ZeroBytes& all = r.plan.bytes;
     double elems = 0;
     for (const ZeroUnitPlan& u : r.plan.units) elems += (double)u.state_len;

@@ -123,11 +123,7 @@ void expert_traffic(PlanTraffic& t, const PlanLayout& l, const PlanRun& run,
 
 PlanTraffic predict_traffic(const PlanLayout& l, const PlanRun& run) {
   const RankModel r = rank_model(l, run, 0);
-  std::vector<PipeChunk> chunks;
-  if (l.pp == 1)
-    chunks.push_back({0, run.model.layers, true, true});
-  else
-    for (int v : r.chunks) chunks.push_back(r.pipe.virt[v]);
+  const std::vector<PipeChunk>& chunks = r.pieces;
   PlanTraffic t;
   zero_traffic(t, r, l, run);
   t.zero = t.total();
