@@ -124,7 +124,10 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
        "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)")(
           "preempt-signal", with_default(&o.preempt_signal),
           "signals that mean checkpoint and exit 0 (USR1, USR2, TERM, INT, HUP, ALRM; comma "
-          "separated); others keep their default action");
+          "separated); others keep their default action")(
+          "preempt-exit-code", with_default(&o.preempt_exit_code),
+          "exit status after such a signal's checkpoint when the run is not finished (0-255; the "
+          "sbatch templates use 75 to tell a stopped run from a finished one)");
   off.add_options()  //
       ("offload-optimizer", with_default(&o.offload_optimizer),
        "where the fp32 master and AdamW moments live: none|cpu|nvme")  //
@@ -146,7 +149,10 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("metrics", po::value(&o.metrics),
        "JSON Lines metrics file, one line per logged step (written by rank 0)")  //
       ("trace", po::value(&o.trace),
-       "Chrome trace file (chrome://tracing, Perfetto), written at the end")                      //
+       "Chrome trace file (chrome://tracing, Perfetto), written at the end")  //
+      ("status-file", po::value(&o.status_file),
+       "rank 0 writes how the run ended to FILE: 'finished STEP', or 'stopped STEP' after a "
+       "--preempt-signal checkpoint (nothing when it failed; for job scripts)")                   //
       ("log-every", with_default(&o.log_every), "log metrics and progress every N steps (>= 1)")  //
       ("eval-every", with_default(&o.eval_every),
        "validate every N steps (0 = at the last step only)")  //
@@ -187,6 +193,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     fail("--on-nonfinite rollback needs --ckpt-dir (the checkpoints it rolls back to)");
   o.comm_timeout_given = !vm["comm-timeout"].defaulted();
   parse_preempt_signals(o.preempt_signal);  // one error line naming a bad name
+  require_range(vm, "preempt-exit-code", 0, 255);
   require_choice(vm, "overlap", {"on", "off"});
   require_range(vm, "bucket-mb", 0.001, 1e6);
   require_min(vm, "prefetch-layers", 0);

@@ -33,11 +33,13 @@ struct TrainOptions {
   int64_t ckpt_every = 0;
   int keep_last = 0;
   std::string metrics, trace;
+  std::string status_file;            // "finished N" / "stopped N" from rank 0 at the end
   std::string on_nonfinite = "skip";  // skip | rollback | stop
   double spike_factor = 0;            // a loss above F x its running mean is bad too (0 = off)
   double comm_timeout = 300;          // seconds a collective may make no progress (0 = forever)
   bool comm_timeout_given = false;
   std::string preempt_signal = "USR1,TERM";  // checkpoint and exit 0 on these
+  int preempt_exit_code = 0;                 // ... or exit with this status
   int64_t log_every = 10, eval_every = 0, eval_tokens = 65536;
   std::string device = "cpu";
 };

@@ -22,13 +22,29 @@
 
 namespace zt {
 
+namespace {
+
+// --status-file: how the run ended, written whole (a temporary file renamed into place).
+void write_status(const std::string& path, const char* how, int64_t step) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  const bool ok = f && std::fprintf(f, "%s %lld\n", how, (long long)step) > 0;
+  if (f && std::fclose(f) != 0) f = nullptr;
+  if (!ok || !f || std::rename(tmp.c_str(), path.c_str()) != 0)
+    fail("cannot write --status-file '", path, "'");
+}
+
+}  // namespace
+
 int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   std::unique_ptr<TrainRun> run = set_up_training(o, ctx);
   TrainRun& r = *run;
   resume_training(r);
   check_first_step_data(r);
-  MetricsWriter metrics(r.rank0() ? o.metrics
-                                  : "");  // after the set-up: a failed start writes nothing
+  // After the set-up (a failed start writes nothing); a resumed run appends to the file.
+  MetricsWriter metrics(r.rank0() ? o.metrics : "", r.state.step > 0);
+  if (r.rank0() && !o.status_file.empty()) std::remove(o.status_file.c_str());  // not yet ended
   install_stop_handlers(parse_preempt_signals(o.preempt_signal));
   Progress progress(o.steps, ctx.info().launcher == "none", r.state.step);
   const int64_t first_step = r.state.step;
@@ -160,8 +176,9 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                     o.ckpt_dir.empty() ? "no --ckpt-dir, nothing saved" : "checkpoint written",
                     (long long)r.state.step);
         std::fflush(stdout);
+        write_status(o.status_file, "stopped", r.state.step);
       }
-      return 0;
+      return o.preempt_exit_code;
     }
   }
 
@@ -186,6 +203,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     summary += cat(", best val loss ", show_number(best_val), " at step ", best_step);
   summary += last_ckpt.empty() ? ", no checkpoint (no --ckpt-dir)" : ", checkpoint " + last_ckpt;
   std::printf("%s\n", summary.c_str());
+  write_status(o.status_file, "finished", r.state.step);
   return 0;
 }
 

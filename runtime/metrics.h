@@ -7,11 +7,13 @@
 
 namespace zt {
 
-// Appends one JSON object per line; flushed after every line so a killed run keeps its metrics.
+// Writes one JSON object per line; flushed after every line so a killed run keeps its metrics.
+// A new file, or with `append` (a resumed run) the end of an existing one.
 class MetricsWriter {
  public:
   MetricsWriter() = default;
-  explicit MetricsWriter(const std::string& path);  // "" = disabled; throws naming the file
+  // "" = disabled; throws naming the file
+  explicit MetricsWriter(const std::string& path, bool append = false);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preemption as Slurm does it: SIGTERM to one rank of a 2-rank run. Every rank finishes the step,
 # a checkpoint is written, all exit 0; resuming continues exactly (the same losses as a run that
-# was never stopped). --preempt-signal chooses the signals that do this.
+# was never stopped). --preempt-signal chooses the signals that do this, --preempt-exit-code the
+# exit status, --status-file reports finished or stopped.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
@@ -50,11 +51,20 @@ signal_run() {  # signal_run NAME SIGNAL FLAGS...: start 1 rank, send SIGNAL aft
   kill "-$sig" "$pid"
   rc=0; { wait "$pid"; } 2>/dev/null || rc=$?
 }
-signal_run usr2 USR2 --preempt-signal usr2 --ckpt-dir "$WORK/ck2"
+signal_run usr2 USR2 --preempt-signal usr2 --ckpt-dir "$WORK/ck2" --status-file "$WORK/usr2.status"
 [[ $rc -eq 0 ]] || fail "--preempt-signal usr2: SIGUSR2 exit $rc: $(tail -n 2 "$WORK/usr2.log")"
+[[ $(cat "$WORK/usr2.status") == "stopped $(jlast "$WORK/usr2.jsonl" step)" ]] ||
+  fail "--status-file after a stop: $(cat "$WORK/usr2.status")"
 grep -q "stop requested by a signal" "$WORK/usr2.log" || fail "SIGUSR2 did not stop the run"
 [[ -f $WORK/ck2/$(cat "$WORK/ck2/latest")/COMPLETE ]] || fail "no checkpoint after SIGUSR2"
 signal_run usr1 USR1 --preempt-signal TERM
 [[ $rc -ne 0 ]] || fail "--preempt-signal TERM: SIGUSR1 was handled as a preemption"
 ! grep -q "stop requested by a signal" "$WORK/usr1.log" || fail "SIGUSR1 stopped the run as a preemption"
+# --preempt-exit-code: a stopped run's status; --status-file tells finished from stopped.
+signal_run code TERM --preempt-exit-code 75 --ckpt-dir "$WORK/ck3" --status-file "$WORK/code.status"
+[[ $rc -eq 75 && $(cat "$WORK/code.status") == stopped* ]] ||
+  fail "--preempt-exit-code 75: exit $rc, status '$(cat "$WORK/code.status")'"
+"$ZT" train "${A[@]}" --steps 400 --preempt-exit-code 75 --ckpt-dir "$WORK/ck3" \
+  --status-file "$WORK/code.status" >"$WORK/code2.log" 2>&1 || fail "resume: $(tail -n 2 "$WORK/code2.log")"
+[[ $(cat "$WORK/code.status") == "finished 400" ]] || fail "--status-file at the end: $(cat "$WORK/code.status")"
 echo "preemption: passed"
