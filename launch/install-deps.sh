@@ -12,6 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
   fortunes fortunes-zh
+  slurm-wlm munge iproute2
 )
 
 missing=()

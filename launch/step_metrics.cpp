@@ -1,6 +1,9 @@
 // step_metrics.cpp: the metrics line of a step and its progress figures (step_metrics.h).
 #include "launch/step_metrics.h"
 
+#include <omp.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -151,6 +154,17 @@ std::string progress_figures(const TrainRun& run, const StepRecord& r, const nlo
     s += buf;
   }
   return s;
+}
+
+nlohmann::json rank_placement(const TrainRun& r) {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "?");
+  const nlohmann::json mine = {
+      {"host", host}, {"local_rank", r.ctx.info().local_rank}, {"threads", omp_get_max_threads()}};
+  nlohmann::json all = nlohmann::json::array();
+  for (const std::string& s : gather_strings(*r.world, mine.dump()))
+    all.push_back(nlohmann::json::parse(s));
+  return all;
 }
 
 }  // namespace zt

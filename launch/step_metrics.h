@@ -33,4 +33,8 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r);
 // With the step's metrics line: the largest rank's peak memory ("mem 1.2 GiB").
 std::string progress_figures(const TrainRun& run, const StepRecord& r, const nlohmann::json& line);
 
+// Where each rank runs, in rank order: [{"host", "local_rank", "threads" (OpenMP)}], for the
+// head of the metrics file. Collective over the world (one gather).
+nlohmann::json rank_placement(const TrainRun& run);
+
 }  // namespace zt

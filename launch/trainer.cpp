@@ -49,9 +49,11 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   Progress progress(o.steps, ctx.info().launcher == "none", r.state.step);
   const int64_t first_step = r.state.step;
   // The head of the metrics file: what ran, where (build facts, layout, flags).
+  const nlohmann::json ranks = rank_placement(r);
   metrics.write({{"event", "start"},
                  {"build", build_info()},
                  {"layout", r.layout},
+                 {"ranks", ranks},
                  {"train", r.state.train},
                  {"first_step", r.state.step}});
   double best_val = NAN;

@@ -83,6 +83,17 @@ grep -q '"event": *"done"' "$WORK/pre.jsonl" || fail "the requeued run did not f
 (($(grep -c '"event": *"start"' "$WORK/pre.jsonl") == 2)) || fail "the requeued run's metrics were not appended"
 same_losses "$WORK/mpi.jsonl" "$WORK/pre.jsonl" || fail "the requeued run's losses differ from the uninterrupted run's"
 
+# The GPU template's logic (SIGUSR2, one task per GPU) on CPU: the same requeue and exact resume.
+job=$(ZT_DEVICE=cpu sbatch --parsable -n 2 --gpus-per-task=0 --cpus-per-task=1 -o "$WORK/gpu.log" \
+  "$ROOT/launch/slurm/train-gpu.sbatch" "${A[@]}" --steps 150 --ckpt-dir "$WORK/ck-gpu" \
+  --ckpt-every 5 --metrics "$WORK/gpu.jsonl") || fail "sbatch train-gpu.sbatch failed"
+wait_steps "$WORK/gpu.jsonl" 8
+scancel --signal=USR2 --full "$job" || fail "scancel --signal=USR2 failed"
+wait_gone "$job"
+[[ $(job_field "$job" Restarts) == 1 && $(job_field "$job" JobState) == COMPLETED ]] ||
+  fail "GPU template: $(job_field "$job" JobState), restarts $(job_field "$job" Restarts): $(tail -n 2 "$WORK/gpu.log")"
+same_losses "$WORK/mpi.jsonl" "$WORK/gpu.jsonl" || fail "the GPU template's requeued losses differ"
+
 # Finished: not requeued.
 job=$(STEPS=6 submit fin) || fail "sbatch failed"
 wait_gone "$job"
@@ -118,4 +129,4 @@ kill "$decoy"
 rc=0; "$CLUSTER" status >/dev/null || rc=$?
 [[ $rc -eq 3 ]] || fail "status of a stopped cluster exited $rc, not 3"
 "$CLUSTER" down >/dev/null 2>&1 || fail "a second down failed"
-echo "slurm: srun = mpirun exactly; preempted job requeued once and resumed exactly; finished, crashed and capped jobs not requeued; up/down idempotent"
+echo "slurm: srun = mpirun exactly; preempted jobs (both templates) requeued once and resumed exactly; finished, crashed and capped jobs not requeued; up/down idempotent"
