@@ -13,6 +13,7 @@ PKGS=(
   nlohmann-json3-dev
   fortunes fortunes-zh
   slurm-wlm munge iproute2
+  clang libclang-rt-dev libomp-dev
 )
 
 missing=()

@@ -255,6 +255,47 @@ void verify_files(const fs::path& d, const nlohmann::json& manifest) {
 }
 }  // namespace
 
+namespace {
+// What the loaders take from a manifest, checked once where it is read: a damaged one (edited by
+// hand, a bad disk) is one error naming the file and the field, never an exception from inside a
+// loader.
+void check_manifest(const nlohmann::json& j, const fs::path& file) {
+  const std::string where = cat("checkpoint manifest '", file.string(), "'");
+  try {
+    for (const auto& f : j.at("files")) {
+      const std::string name = f.at("name").get<std::string>();
+      if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+        fail(where, " names '", name, "', not a file of the checkpoint's directory");
+      f.at("bytes").get<uint64_t>();
+      if (f.contains("page_hash64")) f.at("page_hash64").get<uint64_t>();
+      if (f.contains("hash64")) f.at("hash64").get<uint64_t>();
+    }
+    if (j.at("step").get<int64_t>() < 0 || j.at("tokens").get<int64_t>() < 0)
+      fail(where, " has a negative step or token count");
+    const ModelConfig cfg = j.at("config").get<ModelConfig>();
+    try {
+      cfg.validate();
+    } catch (const Error& e) {
+      fail(where, " holds a model configuration that cannot be built: ", e.what());
+    }
+    if (j.contains("train")) {
+      const nlohmann::json& t = j.at("train");
+      if (!t.is_object()) fail(where, ": 'train' is not an object");
+      for (const auto& k : t.value("skip_steps", nlohmann::json::array())) k.get<int64_t>();
+      if (t.contains("data") && t.at("data").is_object() && t.at("data").contains("files"))
+        for (const auto& f : t.at("data").at("files")) f.at("name").get<std::string>();
+    }
+    if (j.contains("params"))
+      for (const auto& p : j.at("params")) {
+        p.at("name").get<std::string>();
+        p.at("shape").get<std::vector<int64_t>>();
+      }
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, " is damaged: ", e.what());
+  }
+}
+}  // namespace
+
 nlohmann::json read_manifest(const std::string& step_dir, bool verify) {
   fs::path d(step_dir);
   if (!fs::exists(d / "COMPLETE"))
@@ -265,10 +306,11 @@ nlohmann::json read_manifest(const std::string& step_dir, bool verify) {
   } catch (const nlohmann::json::exception& e) {
     fail("checkpoint manifest '", (d / "manifest.json").string(), "' is damaged: ", e.what());
   }
-  if (j.value("format", "") != kFormat)
+  if (!j.is_object() || !j.contains("format") || j.at("format") != kFormat)
     fail("'", (d / "manifest.json").string(), "' is not a zerotrain checkpoint manifest");
   if (!j.contains("files") || !j.at("files").is_array())
     fail("checkpoint manifest '", (d / "manifest.json").string(), "' lists no rank files");
+  check_manifest(j, d / "manifest.json");
   if (verify) verify_files(d, j);
   return j;
 }

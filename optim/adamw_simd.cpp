@@ -24,6 +24,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define ZT_ADAMW_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 #include <omp.h>
@@ -269,8 +270,9 @@ bool cpu_has(AdamWImpl impl) {
   }();
   static const bool avx2 = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a = 0, b = 0, c = 0, d = 0;  // F16C from CPUID (clang 14's builtin lacks it)
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
 #else
   const bool avx512 = false, avx2 = false;

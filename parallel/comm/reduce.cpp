@@ -10,7 +10,9 @@
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* self-initialisation, GCC bug
 // 105593); the warning is about the header, not this file.
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif

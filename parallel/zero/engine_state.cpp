@@ -48,8 +48,9 @@ PieceSplit ZeroEngine::checkpoint_pieces(int u, std::vector<float>& params, std:
   };
   std::vector<float> tmp, send, recv;
   const bool master_full = lowp() ? opt_.stage == 0 : opt_.stage < 3;
-  for (auto [a, dst] : {std::pair{lowp() ? kMaster : kParams, &params}, std::pair{kMomentM, &m},
+  for (auto [a, out] : {std::pair{lowp() ? kMaster : kParams, &params}, std::pair{kMomentM, &m},
                         std::pair{kMomentV, &v}}) {
+    std::vector<float>* dst = out;  // a plain variable: lambdas below capture it (clang 14)
     const float* src = f32_state(x, a, tmp);
     dst->assign(total, 0.0f);
     if (a == kMaster || a == kParams ? master_full : opt_.stage == 0) {  // whole on every rank

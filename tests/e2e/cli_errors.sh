@@ -52,6 +52,12 @@ expect_error "--layers" "${T0[@]}" --config "$WORK/bad.ini"
 printf 'bogus = 1\n' >"$WORK/unknown.ini"
 expect_error "bogus" "${T[@]}" --config "$WORK/unknown.ini"
 expect_error "nowhere.ini" "${T[@]}" --config "$WORK/nowhere.ini"
+# Text holding the option parser's own placeholders (once an endless loop, found by fuzzing):
+# refused at once, on the command line and in a --config file.
+timeout 20 "$ZT" train --data "$WORK/data" --steps '%value%' 2>"$WORK/err" && fail "--steps %value% ran"
+grep -q "holds '%value%'" "$WORK/err" || fail "--steps %value%: $(cat "$WORK/err")"
+printf 'st%%canonical_option%%eps = 2\n' >"$WORK/loop.ini"
+expect_error "holds '%canonical_option%'" "${T[@]}" --config "$WORK/loop.ini"
 printf 'layers = 0\nmodel-dim = 32\nsteps = 1\n' >"$WORK/ok.ini"
 "$ZT" train --data "$WORK/data" --config "$WORK/ok.ini" --layers 1 --heads 2 --ffn-dim 16 \
   --experts 2 --expert-ffn-dim 16 --seq-len 16 --micro-batch 2 --metrics "$WORK/m.jsonl" >/dev/null ||
