@@ -51,6 +51,19 @@ std::string isa_machine() {
   return s.empty() ? "x86-64" : s;
 }
 
+// The ISA the ZT_DISPATCH kernels run at on this machine (runtime/isa.h): "native" in a
+// -DZT_NATIVE=ON build, else the x86-64 level the loader's resolver picks.
+std::string isa_dispatch() {
+#if defined(ZT_NATIVE_BUILD) || !defined(__x86_64__) || defined(__clang__)
+  return "native";
+#else
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+  return "x86-64";
+#endif
+}
+
 std::string mpi_version() {
   char v[MPI_MAX_LIBRARY_VERSION_STRING];
   int n = 0;
@@ -74,10 +87,11 @@ std::string openblas_version() {
 }  // namespace
 
 nlohmann::json build_info() {
-  nlohmann::json j = {{"version", ZT_VERSION},        {"commit", ZT_GIT_COMMIT},
-                      {"compiler", ZT_CXX_COMPILER},  {"isa_compiled", isa_compiled()},
-                      {"isa_machine", isa_machine()}, {"mpi", mpi_version()},
-                      {"hdf5", hdf5_version()},       {"openblas", openblas_version()}};
+  nlohmann::json j = {{"version", ZT_VERSION},         {"commit", ZT_GIT_COMMIT},
+                      {"compiler", ZT_CXX_COMPILER},   {"isa_compiled", isa_compiled()},
+                      {"isa_machine", isa_machine()},  {"isa_dispatch", isa_dispatch()},
+                      {"mpi", mpi_version()},          {"hdf5", hdf5_version()},
+                      {"openblas", openblas_version()}};
 #ifdef ZT_CUDA
   int rt = 0;
   cudaRuntimeGetVersion(&rt);

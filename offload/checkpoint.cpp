@@ -278,7 +278,7 @@ void check_manifest(const nlohmann::json& j, const fs::path& file) {
     } catch (const Error& e) {
       fail(where, " holds a model configuration that cannot be built: ", e.what());
     }
-    if (j.contains("train")) {
+    if (j.contains("train") && !j.at("train").is_null()) {  // null: written outside `train`
       const nlohmann::json& t = j.at("train");
       if (!t.is_object()) fail(where, ": 'train' is not an object");
       for (const auto& k : t.value("skip_steps", nlohmann::json::array())) k.get<int64_t>();

@@ -6,10 +6,13 @@
  */
 #include "optim/adamw.h"
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "optim/adamw_simd.h"
 #include "runtime/error.h"
+#include "runtime/isa.h"
 
 namespace zt {
 
@@ -34,13 +37,14 @@ void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, int64_t
   adamw_step_simd(p, m, v, g, n, step, lr, c, decay);
 }
 
-void adamw_step_reference(float* p, float* m, float* v, const float* g, int64_t n, int64_t step,
-                          float lr, const AdamWConfig& c, bool decay) {
-  const AdamWCoeffs k = adamw_coeffs(step, lr, c, decay);
+// Elements [lo, hi) of the reference loop. Dispatched (runtime/isa.h) like the kernels it is the
+// reference of: on a CPU with FMA it fuses the same multiply-adds a native build does.
+ZT_DISPATCH static void adamw_reference_span(float* p, float* m, float* v, const float* g,
+                                             int64_t lo, int64_t hi, const AdamWCoeffs& k) {
   const float b1 = k.b1, b2 = k.b2, a1 = k.a1, a2 = k.a2, eps = k.eps;
   const float step_size = k.step_size, inv_sqrt_bc2 = k.inv_sqrt_bc2, shrink = k.shrink;
-#pragma omp parallel for simd if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
+#pragma omp simd
+  for (int64_t i = lo; i < hi; ++i) {
     float gi = g[i];
     float mi = b1 * m[i] + a1 * gi;
     float vi = b2 * v[i] + a2 * gi * gi;
@@ -48,6 +52,16 @@ void adamw_step_reference(float* p, float* m, float* v, const float* g, int64_t 
     v[i] = vi;
     float denom = std::sqrt(vi) * inv_sqrt_bc2 + eps;
     p[i] = p[i] * shrink - step_size * (mi / denom);
+  }
+}
+
+void adamw_step_reference(float* p, float* m, float* v, const float* g, int64_t n, int64_t step,
+                          float lr, const AdamWConfig& c, bool decay) {
+  const AdamWCoeffs k = adamw_coeffs(step, lr, c, decay);
+#pragma omp parallel if (n >= kParallelMin)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    adamw_reference_span(p, m, v, g, n * t / nt, n * (t + 1) / nt, k);
   }
 }
 

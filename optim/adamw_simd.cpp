@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "runtime/error.h"
+#include "runtime/isa.h"
 
 namespace zt {
 namespace {
@@ -71,8 +72,10 @@ inline void update_one(const AdamWCoeffs& k, float gs, const Arrays& a, int64_t 
   if constexpr (kOut == kFp16) a.p16[i] = fp32_to_fp16(pi);
 }
 
+// Dispatched (runtime/isa.h) like the reference loop, so that both fuse the same multiply-adds.
 template <int kOut>
-void range_scalar(const AdamWCoeffs& k, float gs, const Arrays& a, int64_t i0, int64_t i1) {
+ZT_DISPATCH void range_scalar(const AdamWCoeffs& k, float gs, const Arrays& a, int64_t i0,
+                              int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) update_one<kOut>(k, gs, a, i);
 }
 

@@ -16,6 +16,7 @@
 
 #include "model/ops/ops.h"
 #include "model/ops/vec_math.h"
+#include "runtime/isa.h"
 
 namespace zt {
 
@@ -25,8 +26,10 @@ constexpr int MR = 8, NR = 32;  // register tile: rows of C x columns of C
 // A(r, p) = a[r * as + p * ak] and B(p, j) = b[p * ldb + j]. R and NR are compile-time so the
 // accumulators live in vector registers.
 template <int R>
-static void tile(int k0, int k1, const float* a, int64_t as, int64_t ak, const float* b,
-                 int64_t ldb, float* c, int64_t ldc, float alpha, bool overwrite) {
+__attribute__((always_inline)) static inline void tile(int k0, int k1, const float* a, int64_t as,
+                                                       int64_t ak, const float* b, int64_t ldb,
+                                                       float* c, int64_t ldc, float alpha,
+                                                       bool overwrite) {
   float acc[R][NR] = {};
   for (int p = k0; p < k1; ++p) {
     const float* bp = b + p * ldb;
@@ -45,9 +48,11 @@ static void tile(int k0, int k1, const float* a, int64_t as, int64_t ak, const f
 }
 
 // The same for a ragged tile, mr <= MR rows and nr < NR columns (odd sizes only).
-static void tile_edge(int mr, int nr, int k0, int k1, const float* a, int64_t as, int64_t ak,
-                      const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
-                      bool overwrite) {
+__attribute__((always_inline)) static inline void tile_edge(int mr, int nr, int k0, int k1,
+                                                            const float* a, int64_t as, int64_t ak,
+                                                            const float* b, int64_t ldb, float* c,
+                                                            int64_t ldc, float alpha,
+                                                            bool overwrite) {
   float acc[MR][NR] = {};
   for (int p = k0; p < k1; ++p)
     for (int r = 0; r < mr; ++r) {
@@ -66,9 +71,11 @@ enum class Span {
   k_upper,     // A is upper triangular (the transpose of a lower one): p >= i0
 };
 
-// C[m, n] (= or +=) alpha * A[m, kk] B[kk, n] restricted by span; addressing as in tile().
-static void gemm(Span span, int m, int n, int kk, const float* a, int64_t as, int64_t ak,
-                 const float* b, int64_t ldb, float* c, int64_t ldc, float alpha, bool overwrite) {
+// C[m, n] (= or +=) alpha * A[m, kk] B[kk, n] restricted by span; addressing as in tile(). The
+// tiles are inlined into it, so they run at the ISA it is dispatched to.
+ZT_DISPATCH static void gemm(Span span, int m, int n, int kk, const float* a, int64_t as,
+                             int64_t ak, const float* b, int64_t ldb, float* c, int64_t ldc,
+                             float alpha, bool overwrite) {
   for (int i0 = 0; i0 < m; i0 += MR) {
     int mr = std::min(MR, m - i0), i1 = i0 + mr;
     int n_end = span == Span::cols_lower ? std::min(n, (i1 + NR - 1) / NR * NR) : n;
