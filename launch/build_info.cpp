@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "parallel/comm/comm.h"
+#include "runtime/isa.h"
 #include "zt_git.h"
 #ifdef ZT_CUDA
 #include <cuda_runtime_api.h>
@@ -54,8 +55,12 @@ std::string isa_machine() {
 // The ISA the ZT_DISPATCH kernels run at on this machine (runtime/isa.h): "native" in a
 // -DZT_NATIVE=ON build, else the x86-64 level the loader's resolver picks.
 std::string isa_dispatch() {
-#if defined(ZT_NATIVE_BUILD) || !defined(__x86_64__) || defined(__clang__)
+#if !ZT_DISPATCH_ENABLED
+#if defined(ZT_NATIVE_BUILD)
   return "native";
+#else
+  return "none (compiled for the build's ISA)";
+#endif
 #else
   __builtin_cpu_init();
   if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";

@@ -123,7 +123,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
        "abort the job when a collective or transfer makes no progress for this many seconds, "
        "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)")(
           "preempt-signal", with_default(&o.preempt_signal),
-          "signals that mean checkpoint and exit 0 (USR1, USR2, TERM, INT, HUP, ALRM; comma "
+          "signals that mean checkpoint and exit (0, or --preempt-exit-code) (USR1, USR2, TERM, "
+          "INT, HUP, ALRM; comma "
           "separated); others keep their default action")(
           "preempt-exit-code", with_default(&o.preempt_exit_code),
           "exit status after such a signal's checkpoint when the run is not finished (0-255; the "
@@ -151,8 +152,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       ("trace", po::value(&o.trace),
        "Chrome trace file (chrome://tracing, Perfetto), written at the end")  //
       ("status-file", po::value(&o.status_file),
-       "rank 0 writes how the run ended to FILE: 'finished STEP', or 'stopped STEP' after a "
-       "--preempt-signal checkpoint (nothing when it failed; for job scripts)")                   //
+       "rank 0 writes how the run ended to FILE: 'finished STEP', 'stopped STEP' after a "
+       "--preempt-signal checkpoint, 'interrupted STEP' after such a signal without --ckpt-dir "
+       "(nothing when it failed; for job scripts)")                                               //
       ("log-every", with_default(&o.log_every), "log metrics and progress every N steps (>= 1)")  //
       ("eval-every", with_default(&o.eval_every),
        "validate every N steps (0 = at the last step only)")  //

@@ -38,7 +38,7 @@ struct TrainOptions {
   double spike_factor = 0;            // a loss above F x its running mean is bad too (0 = off)
   double comm_timeout = 300;          // seconds a collective may make no progress (0 = forever)
   bool comm_timeout_given = false;
-  std::string preempt_signal = "USR1,TERM";  // checkpoint and exit 0 on these
+  std::string preempt_signal = "USR1,TERM";  // checkpoint and exit on these
   int preempt_exit_code = 0;                 // ... or exit with this status
   int64_t log_every = 10, eval_every = 0, eval_tokens = 65536;
   std::string device = "cpu";

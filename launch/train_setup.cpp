@@ -40,12 +40,14 @@ void check_same_data(const nlohmann::json& saved, const TokenData& now, const st
   if (!saved.is_object() || allow_change) return;
   const nlohmann::json cur = now.describe();
   if (saved.value("files", nlohmann::json()) == cur["files"]) return;
-  auto brief = [](const nlohmann::json& d) {
-    const nlohmann::json& f = d.at("files");
+  auto brief = [](const nlohmann::json& d) {  // the manifest's names are checked by read_manifest
+    nlohmann::json f = d.value("files", nlohmann::json::array());
+    if (!f.is_array()) f = nlohmann::json::array();
+    const nlohmann::json& tokens = d.value("tokens", nlohmann::json());
     return cat(f.size(), f.size() == 1 ? " file (" : " files (",
                f.empty() ? std::string() : f.front().at("name").get<std::string>(),
                f.size() > 1 ? cat(" .. ", f.back().at("name").get<std::string>()) : std::string(),
-               "), ", d.value("tokens", int64_t{0}), " tokens");
+               "), ", tokens.is_number_integer() ? tokens.get<int64_t>() : int64_t{0}, " tokens");
   };
   fail("--resume: '", from, "' was trained on ", brief(saved), "; --data gives ", brief(cur),
        " (pass --allow-data-change to continue on other data)");
@@ -161,7 +163,9 @@ namespace {
 // memory at a time, of the experts only the rank's.
 void load_training_state(TrainRun& r, const std::string& from, bool verify) {
   const TrainOptions& o = r.o;
-  check_same_data(read_manifest(from, /*verify=*/false).at("train").value("data", nlohmann::json()),
+  const nlohmann::json train =
+      read_manifest(from, /*verify=*/false).value("train", nlohmann::json());
+  check_same_data(train.is_object() ? train.value("data", nlohmann::json()) : nlohmann::json(),
                   r.train, from, o.allow_data_change);
   load_checkpoint(
       from, o.model,

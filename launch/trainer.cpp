@@ -38,13 +38,14 @@ void write_status(const std::string& path, const char* how, int64_t step) {
 }  // namespace
 
 int run_training(const TrainOptions& o, const ProcessContext& ctx) {
+  // Not ended yet: a run that fails from here on, set-up included, leaves no status behind.
+  if (ctx.rank() == 0 && !o.status_file.empty()) std::remove(o.status_file.c_str());
   std::unique_ptr<TrainRun> run = set_up_training(o, ctx);
   TrainRun& r = *run;
   resume_training(r);
   check_first_step_data(r);
   // After the set-up (a failed start writes nothing); a resumed run appends to the file.
   MetricsWriter metrics(r.rank0() ? o.metrics : "", r.state.step > 0);
-  if (r.rank0() && !o.status_file.empty()) std::remove(o.status_file.c_str());  // not yet ended
   install_stop_handlers(parse_preempt_signals(o.preempt_signal));
   Progress progress(o.steps, ctx.info().launcher == "none", r.state.step);
   const int64_t first_step = r.state.step;
@@ -178,7 +179,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
                     o.ckpt_dir.empty() ? "no --ckpt-dir, nothing saved" : "checkpoint written",
                     (long long)r.state.step);
         std::fflush(stdout);
-        write_status(o.status_file, "stopped", r.state.step);
+        write_status(o.status_file, o.ckpt_dir.empty() ? "interrupted" : "stopped", r.state.step);
       }
       return o.preempt_exit_code;
     }

@@ -449,7 +449,9 @@ void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainS
   if (st) {
     st->step = man.at("step");
     st->tokens = man.at("tokens");
-    st->train = man.at("train");
+    // A checkpoint written outside `train` (bench io) has no train state: an empty one.
+    const nlohmann::json train = man.value("train", nlohmann::json());
+    st->train = train.is_object() ? train : nlohmann::json::object();
   }
 }
 

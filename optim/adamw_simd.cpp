@@ -59,7 +59,8 @@ inline int64_t to_boundary(const float* p, int64_t bytes) {
 // ---- scalar ------------------------------------------------------------------------------------
 
 template <int kOut>
-inline void update_one(const AdamWCoeffs& k, float gs, const Arrays& a, int64_t i) {
+__attribute__((always_inline)) inline void update_one(const AdamWCoeffs& k, float gs,
+                                                      const Arrays& a, int64_t i) {
   float gi = a.g[i] * gs;
   float mi = k.b1 * a.m[i] + k.a1 * gi;
   float vi = k.b2 * a.v[i] + k.a2 * gi * gi;

@@ -12,7 +12,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 12) && \
     !defined(ZT_NATIVE_BUILD)
+#define ZT_DISPATCH_ENABLED 1
 #define ZT_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
+#define ZT_DISPATCH_ENABLED 0
 #define ZT_DISPATCH
 #endif

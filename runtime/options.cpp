@@ -20,8 +20,8 @@ namespace {
 // that loop endless (found by tests/fuzz/fuzz_config.cpp). No real flag or path holds them, so
 // they are refused before the parser sees them.
 void refuse_placeholders(const std::string& text, const std::string& where) {
-  for (const char* p :
-       {"%option%", "%value%", "%prefix%", "%original_token%", "%canonical_option%"})
+  for (const char* p : {"%option%", "%value%", "%prefix%", "%original_token%", "%canonical_option%",
+                        "%invalid_line%"})
     if (text.find(p) != std::string::npos)
       fail(where, " holds '", p, "', which zerotrain does not accept in flags or values");
 }

@@ -53,7 +53,7 @@ printf '%s slots=2\n%s slots=2\n' "$net.1" "$net.2" >"$WORK/hosts"
 prepare_zh
 A=(--data "$WORK/data" $TINY --micro-batch 2 --steps 12 --log-every 1 --seed 5 --zero-stage 3
    --offload-optimizer nvme --nvme-dir "$LOCAL" --eval-tokens 512)
-TCP=(--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include "$net.0/24"
+TCP=(--bind-to none --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include "$net.0/24"
      --mca oob_tcp_if_include "$net.0/24" --mca plm_rsh_agent "$WORK/agent")
 timeout 300 "$WORK/on_host" 0 mpirun -np 4 --hostfile "$WORK/hosts" "${TCP[@]}" \
   "$ZT" train "${A[@]}" --metrics "$WORK/two.jsonl" >"$WORK/two.log" 2>&1 ||

@@ -12,7 +12,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 export ZT_SLURM_DIR=$WORK/slurm ZT_SLURM_PORT=$((7100 + RANDOM % 800 * 2))
 export SLURM_CONF=$ZT_SLURM_DIR/slurm.conf ZT_BIN=$ZT PATH=$PATH:/usr/sbin
 CLUSTER=$ROOT/launch/slurm/local-cluster.sh
-trap '"$CLUSTER" down >/dev/null 2>&1 || true; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
+cleanup() {  # this cluster's jobs first (their ranks outlive slurmd), then its daemons
+  squeue -h -o %i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+  for _ in $(seq 60); do [[ -z $(squeue -h 2>/dev/null) ]] && break; sleep 0.5; done
+  "$CLUSTER" down >/dev/null 2>&1 || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
 prepare_zh
 
 "$CLUSTER" up >"$WORK/up1.log" 2>&1 || fail "local-cluster.sh up: $(tail -n 2 "$WORK/up1.log")"
@@ -67,7 +73,7 @@ wait_steps() {  # wait_steps FILE N: until FILE logs N losses
   done
   fail "$1 did not reach $2 steps"
 }
-submit() { sbatch --parsable -n 2 -o "$WORK/$1.log" "$ROOT/launch/slurm/train.sbatch" "${A[@]}" \
+submit() { sbatch --parsable -n 2 --chdir "$WORK" -o "$WORK/$1.log" "$ROOT/launch/slurm/train.sbatch" "${A[@]}" \
   --steps "${STEPS:-150}" --ckpt-dir "$WORK/ck-$1" --ckpt-every 5 --metrics "$WORK/$1.jsonl" "${@:2}"; }
 
 # Preempted mid-run: checkpoint, requeue, resume, finish with the uninterrupted losses.
@@ -84,7 +90,7 @@ grep -q '"event": *"done"' "$WORK/pre.jsonl" || fail "the requeued run did not f
 same_losses "$WORK/mpi.jsonl" "$WORK/pre.jsonl" || fail "the requeued run's losses differ from the uninterrupted run's"
 
 # The GPU template's logic (SIGUSR2, one task per GPU) on CPU: the same requeue and exact resume.
-job=$(ZT_DEVICE=cpu sbatch --parsable -n 2 --gpus-per-task=0 --cpus-per-task=1 -o "$WORK/gpu.log" \
+job=$(ZT_DEVICE=cpu sbatch --parsable -n 2 --chdir "$WORK" --gpus-per-task=0 --cpus-per-task=1 -o "$WORK/gpu.log" \
   "$ROOT/launch/slurm/train-gpu.sbatch" "${A[@]}" --steps 150 --ckpt-dir "$WORK/ck-gpu" \
   --ckpt-every 5 --metrics "$WORK/gpu.jsonl") || fail "sbatch train-gpu.sbatch failed"
 wait_steps "$WORK/gpu.jsonl" 8
