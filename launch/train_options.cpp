@@ -123,9 +123,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
        "abort the job when a collective or transfer makes no progress for this many seconds, "
        "naming it and the ranks it waits for (0 = wait forever; default ZT_COMM_TIMEOUT_S if set)")(
           "preempt-signal", with_default(&o.preempt_signal),
-          "signals that mean checkpoint and exit (0, or --preempt-exit-code) (USR1, USR2, TERM, "
-          "INT, HUP, ALRM; comma "
-          "separated); others keep their default action")(
+          "signals that mean checkpoint and exit (0, or --preempt-exit-code): USR1, USR2, TERM, "
+          "INT, HUP, ALRM, comma separated; others keep their default action")(
           "preempt-exit-code", with_default(&o.preempt_exit_code),
           "exit status after such a signal's checkpoint when the run is not finished (0-255; the "
           "sbatch templates use 75 to tell a stopped run from a finished one)");

@@ -33,7 +33,7 @@ struct TrainOptions {
   int64_t ckpt_every = 0;
   int keep_last = 0;
   std::string metrics, trace;
-  std::string status_file;            // "finished N" / "stopped N" from rank 0 at the end
+  std::string status_file;            // rank 0's "finished|stopped|interrupted N"
   std::string on_nonfinite = "skip";  // skip | rollback | stop
   double spike_factor = 0;            // a loss above F x its running mean is bad too (0 = off)
   double comm_timeout = 300;          // seconds a collective may make no progress (0 = forever)

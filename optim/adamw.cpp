@@ -13,6 +13,7 @@
 #include "optim/adamw_simd.h"
 #include "runtime/error.h"
 #include "runtime/isa.h"
+#include "runtime/split.h"
 
 namespace zt {
 
@@ -60,8 +61,8 @@ void adamw_step_reference(float* p, float* m, float* v, const float* g, int64_t 
   const AdamWCoeffs k = adamw_coeffs(step, lr, c, decay);
 #pragma omp parallel if (n >= kParallelMin)
   {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    adamw_reference_span(p, m, v, g, n * t / nt, n * (t + 1) / nt, k);
+    const EvenPiece mine = even_piece(n, omp_get_num_threads(), omp_get_thread_num());
+    adamw_reference_span(p, m, v, g, mine.off, mine.off + mine.n, k);
   }
 }
 

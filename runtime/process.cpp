@@ -81,9 +81,9 @@ std::string launch_error(const ProcessInfo& info, const EnvLookup& env) {
              "(or set MpiDefault=pmix in slurm.conf; `srun --mpi=list` shows what this Slurm has)");
 }
 
-ProcessInfo discover_process() {
-  return discover_process([](const char* name) -> const char* { return std::getenv(name); });
-}
+const char* real_env(const char* name) { return std::getenv(name); }
+
+ProcessInfo discover_process() { return discover_process(real_env); }
 
 namespace {
 
@@ -118,10 +118,7 @@ ProcessContext::ProcessContext(const ProcessInfo& info, DeviceKind device) : inf
   }
   uncaught_at_start_ = std::uncaught_exceptions();
   try {
-    if (const std::string e =
-            launch_error(info_, [](const char* name) -> const char* { return std::getenv(name); });
-        !e.empty())
-      fail_on_rank0(info_, e);
+    if (const std::string e = launch_error(info_, real_env); !e.empty()) fail_on_rank0(info_, e);
     if (info_.launcher != "none") {
       int initialised = 0;
       MPI_Initialized(&initialised);

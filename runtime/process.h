@@ -34,7 +34,8 @@ struct ProcessInfo {
 // number, or values that do not fit together (rank >= world), raise zt::Error naming the variable.
 using EnvLookup = std::function<const char*(const char* name)>;
 ProcessInfo discover_process(const EnvLookup& env);
-ProcessInfo discover_process();  // from the real environment
+ProcessInfo discover_process();          // from the real environment
+const char* real_env(const char* name);  // std::getenv, as an EnvLookup
 
 // Why MPI cannot start in this environment, before it is touched ("" when it can): srun started
 // several tasks with no PMI for Open MPI to find its peers (a cluster whose MpiDefault is none,

@@ -10,16 +10,11 @@
 #include "model/ops/ops.h"
 #include "model/ops/vec_math.h"
 #include "runtime/isa.h"
+#include "runtime/split.h"
 
 namespace zt {
 
 static constexpr int64_t parallel_min = 1 << 15;  // elements below which threads cost more
-
-// Elements [lo, hi) of this thread's share of [0, n).
-static void thread_span(int64_t n, int64_t& lo, int64_t& hi) {
-  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-  lo = n * t / nt, hi = n * (t + 1) / nt;
-}
 
 ZT_DISPATCH static void swiglu_forward_span(float* out, const float* a, const float* b, int64_t lo,
                                             int64_t hi) {
@@ -42,9 +37,8 @@ ZT_DISPATCH static void swiglu_backward_span(float* da, float* db, const float* 
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n) {
 #pragma omp parallel if (n > parallel_min)
   {
-    int64_t lo, hi;
-    thread_span(n, lo, hi);
-    swiglu_forward_span(out, a, b, lo, hi);
+    const EvenPiece mine = even_piece(n, omp_get_num_threads(), omp_get_thread_num());
+    swiglu_forward_span(out, a, b, mine.off, mine.off + mine.n);
   }
 }
 
@@ -53,9 +47,8 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
                      int64_t n) {
 #pragma omp parallel if (n > parallel_min)
   {
-    int64_t lo, hi;
-    thread_span(n, lo, hi);
-    swiglu_backward_span(da, db, dout, a, b, lo, hi);
+    const EvenPiece mine = even_piece(n, omp_get_num_threads(), omp_get_thread_num());
+    swiglu_backward_span(da, db, dout, a, b, mine.off, mine.off + mine.n);
   }
 }
 
