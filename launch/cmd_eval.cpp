@@ -1,5 +1,6 @@
 // cmd_eval.cpp: `zerotrain eval --ckpt PATH --data FILE` — loss of a checkpoint or exported
-// model.h5 on a token file; prints {"ce": x, "aux_loss": y, "tokens": n}.
+// model.h5 / model.safetensors (a quantized one through integer matmuls) on a token file; prints
+// {"ce": x, "aux_loss": y, "tokens": n}.
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -18,8 +19,9 @@ int cmd_eval(int argc, char** argv) {
   int64_t eval_tokens = 65536;
   int micro_batch = 8;
   po::options_description d("Evaluation");
-  d.add_options()                                                                                 //
-      ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
+  d.add_options()  //
+      ("ckpt", po::value(&ckpt)->required(),
+       "checkpoint directory, step directory, model.h5 or model.safetensors")  //
       ("data", po::value(&data)->required(),
        "token file, glob of shards, or directory (its val.bin or val shards)")  //
       ("eval-tokens", with_default(&eval_tokens),

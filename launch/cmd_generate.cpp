@@ -14,9 +14,10 @@ int cmd_generate(int argc, char** argv) {
   std::string ckpt, prompt;
   SampleOptions s;
   po::options_description d("Generation");
-  d.add_options()                                                                                 //
-      ("ckpt", po::value(&ckpt)->required(), "checkpoint directory, step directory or model.h5")  //
-      ("prompt", po::value(&prompt)->required(), "text to continue (bytes are tokens)")           //
+  d.add_options()  //
+      ("ckpt", po::value(&ckpt)->required(),
+       "checkpoint directory, step directory, model.h5 or model.safetensors")            //
+      ("prompt", po::value(&prompt)->required(), "text to continue (bytes are tokens)")  //
       ("max-new-tokens", with_default(&s.max_new_tokens),
        "tokens to generate (>= 0)")  //
       ("temperature", with_default(&s.temperature),

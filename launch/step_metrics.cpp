@@ -128,6 +128,7 @@ nlohmann::json step_metrics(TrainRun& run, const StepRecord& r) {
   if (const char* schedule = run.step->schedule_name())
     j["pipeline"] = pipeline_json(run, r, schedule);
   if (!r.load.empty()) j["moe"] = moe_json(run, r.load);
+  if (run.o.model.qat.on()) j["qat"] = qat_metrics(run, r.qat);
   if (!r.event.empty()) j["event"] = r.event;
   if (std::isfinite(r.val_loss)) j["val_loss"] = r.val_loss;
   if (run.o.precision == "fp16") {

@@ -23,6 +23,7 @@ struct StepRecord {
   CommStats comm;                     // bytes this rank sent in the step
   StoreCounters io;       // this rank's traffic with its shard file in the step (NVMe offload)
   double val_loss = NAN;  // when the step ran an evaluation
+  QuantError qat;         // QAT: the quantization error of the step's fake-quantized weights
   std::string event;      // "skipped" | "rolled_back" | "stopped": the step made no update
 };
 

@@ -36,12 +36,21 @@ void add_model_flags(po::options_description& d, ModelConfig& m) {
       ("vocab", with_default(&m.vocab),
        "vocabulary size (2 .. 2^31-1; 256 = the byte tokens of prepare)")  //
       ("untie-embeddings", po::bool_switch(&m.untie_embeddings),
-       "give the output head its own weights (default: tied to the embedding)");
+       "give the output head its own weights (default: tied to the embedding)")  //
+      ("qat", po::value<std::string>()->default_value("none"),
+       "quantization-aware training of the block linears: none|int8|int4|int2 (int8 per output "
+       "channel; int4, int2 per group of --qat-group-size input rows)")  //
+      ("qat-group-size", with_default(&m.qat.group_size),
+       "QAT: input rows sharing one step size (int4, int2; must divide every quantized weight's "
+       "input size; 0 = per output channel)")  //
+      ("qat-start-step", with_default(&m.qat.start_step),
+       "QAT: fake quant from the step after this many completed steps (>= 0)");
 }
 
 void read_model_flags(const po::variables_map& vm, ModelConfig& m) {
   require_choice(vm, "router-norm", {"on", "off"});
   m.router_norm = vm["router-norm"].as<std::string>() == "on";
+  m.qat.bits = parse_qat_bits(vm["qat"].as<std::string>(), "--qat");
   m.validate();
 }
 
@@ -235,6 +244,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
+  if (o.model.qat.on() && o.tp > 1) not_yet("--qat with --tp > 1");
   if (o.offload_params != "none" && o.zero_stage != 3)
     fail("--offload-params ", o.offload_params,
          " needs --zero-stage 3 (below it every rank holds all parameters)");

@@ -8,6 +8,7 @@
 
 #include "launch/build_info.h"
 #include "model/evaluate.h"
+#include "model/qat.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
 #include "runtime/trace.h"
@@ -163,8 +164,8 @@ namespace {
 // memory at a time, of the experts only the rank's.
 void load_training_state(TrainRun& r, const std::string& from, bool verify) {
   const TrainOptions& o = r.o;
-  const nlohmann::json train =
-      read_manifest(from, /*verify=*/false).value("train", nlohmann::json());
+  const nlohmann::json man = read_manifest(from, /*verify=*/false);
+  const nlohmann::json train = man.value("train", nlohmann::json());
   check_same_data(train.is_object() ? train.value("data", nlohmann::json()) : nlohmann::json(),
                   r.train, from, o.allow_data_change);
   load_checkpoint(
@@ -173,9 +174,18 @@ void load_training_state(TrainRun& r, const std::string& from, bool verify) {
       [&](int u, const std::vector<float>& p, const std::vector<float>* m,
           const std::vector<float>* v) { r.engine->load_unit_state(u, p, m, v); },
       true, &r.state, verify, r.model->owned);
+  // QAT step sizes: trained ones if the checkpoint's QAT had the same shapes and had started.
+  const QatConfig saved = man.at("config").get<ModelConfig>().qat, &now = o.model.qat;
+  r.qat_ready = qat_scales_match(saved, now) && qat_trained_at(saved, r.state.step);
   if (r.rank0())
     std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
                 (long long)r.state.step);
+  if (r.rank0() && saved.on() && !(saved == now))
+    std::printf(
+        "zerotrain train: the checkpoint trained with --qat %s (group %d, start %lld); "
+        "this run has --qat %s%s\n",
+        qat_name(saved.bits), saved.group_size, (long long)saved.start_step, qat_name(now.bits),
+        r.qat_ready || !now.on() ? "" : ": its step sizes start again from the weights");
   std::fflush(stdout);
 }
 

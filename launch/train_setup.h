@@ -44,6 +44,7 @@ struct TrainRun {
   nlohmann::json layout;         // SPEC section 4 "layout"
   int64_t samples_per_step = 0;  // the global batch: micro-batch x grad-accum x dp
   ParamCounts counts;
+  bool qat_ready = false;  // the QAT step sizes hold trained (or initialised) values
 
   bool rank0() const { return ctx.rank() == 0; }
   int dp() { return grid->dp().size(); }
@@ -66,6 +67,12 @@ void rollback_training(TrainRun& run);
 void check_first_step_data(TrainRun& run);
 // The validation loss on the validation file's first windows (NaN without validation data).
 double validation_loss(TrainRun& run);
+// QAT (train_qat.cpp): switches fake quant on for the step after r.state.step completed steps
+// when --qat-start-step says so, initialising the step sizes from the weights the first time
+// (collective); with `measure` the step's passes add up the quantization error for qat_metrics.
+void prepare_qat_step(TrainRun& run, bool measure);
+// The step's "qat" metrics object (collective over the world).
+nlohmann::json qat_metrics(TrainRun& run, const QuantError& e);
 // Writes a checkpoint of the current state to --ckpt-dir (collective); returns its directory.
 std::string checkpoint_training(TrainRun& run);
 

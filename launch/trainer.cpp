@@ -63,6 +63,8 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   const int B = o.micro_batch, T = o.model.seq_len;
   std::vector<int32_t> batch;  // fill_microbatch sizes it
   double last_val = NAN;
+  // Steps with a metrics line (besides evaluations and events).
+  auto logged = [&](int64_t done) { return done % o.log_every == 0 || done == o.steps; };
 
   // --on-nonfinite / --spike-factor: the losses of the last good steps, and the steps a rollback
   // steps past (kept in the checkpoints' train state, so a resumed run steps past them too).
@@ -91,7 +93,9 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
       // Forward and backward of this rank's microbatches, then the losses of the global batch.
       auto microbatch = [&](int i) { return fill_microbatch(r, step, i, batch); };
       const float grad_scale = test_fault_nan(step, ctx.rank()) ? NAN : 1.0f;  // test hook
+      prepare_qat_step(r, /*measure=*/logged(step + 1));
       losses = r.step->run(o.grad_accum, microbatch, B, T, grad_scale);
+      rec.qat = r.model->qat.error;
       rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
 
       // A bad step (non-finite loss or gradient norm, or a loss spike) makes no update; the
@@ -140,7 +144,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
     if (do_eval || (last && !r.val.empty())) rec.val_loss = last_val = validation_loss(r);
     if (std::isfinite(rec.val_loss) && !(rec.val_loss >= best_val))
       best_val = rec.val_loss, best_step = r.state.step;
-    if (r.state.step % o.log_every == 0 || last || do_eval || !rec.event.empty()) {
+    if (logged(r.state.step) || do_eval || !rec.event.empty()) {
       const nlohmann::json line = step_metrics(r, rec);  // collective
       if (r.rank0()) {
         metrics.write(line);

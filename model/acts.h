@@ -15,12 +15,20 @@ namespace zt {
 
 // One weight-gradient product dw[in, out] += x^T dout, kept for a later weight pass (a zero-bubble
 // schedule runs them in its bubbles). A transient operand is copied into `kept` when it is kept.
+// With QAT (model/qat.h) the product goes through LSQ into dw and the step sizes' gradient ds.
+struct WeightQuant {
+  const float* w = nullptr;  // the latent weight [in, out]; null: a plain product
+  const float* s = nullptr;  // its step sizes
+  float* ds = nullptr;
+  int group = 0, qp = 0;
+};
 struct WeightGradJob {
   float* dw;
   const float* x;
   const float* dout;
   int n, in, out;
   Buffer<float> kept;
+  WeightQuant quant = {};
 };
 
 // Expert parallelism: where one MoE block's routed rows went and came from (model/ep_hook.h), for
@@ -47,6 +55,7 @@ struct BlockActs {
   ExpertRoute route;         // expert parallel: the exchange of the rows
   Buffer<float> xl;          // expert parallel: the received rows, expert-major [R, d]
   Buffer<float> sa, sb, ss;  // shared expert [N, shared hidden]
+  Buffer<float> xs;          // QAT: the shared expert's quantized input [N, d]
   double aux = 0;
   std::vector<WeightGradJob> wgrad;  // deferred weight-gradient products
 };

@@ -22,9 +22,10 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   float* xa = room(ba.xa, Nd);
   float *q = room(ba.q, Nq), *k = room(ba.k, Nq), *v = room(ba.v, Nq);
   norm_forward_gathered(m, a, TpPoint::attn_in, l, xa, room(ba.rstd_a, a.rows), x, bp.attn_norm);
-  linear_forward(q, xa, m.param(bp.wq), N, d, dq);
-  linear_forward(k, xa, m.param(bp.wk), N, d, dq);
-  linear_forward(v, xa, m.param(bp.wv), N, d, dq);
+  qat_input(m, xa, N, d);
+  qat_linear_forward(m, bp.wq, q, xa, N, d, dq);
+  qat_linear_forward(m, bp.wk, k, xa, N, d, dq);
+  qat_linear_forward(m, bp.wv, v, xa, N, d, dq);
   const int pos0 = a.kv ? a.kv->len : 0;
   rope_forward(q, q, B, T, H, dh, (float)c.rope_base, pos0);
   rope_forward(k, k, B, T, H, dh, (float)c.rope_base, pos0);
@@ -38,14 +39,15 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   } else {
     attention_forward(att, room(ba.probs, (int64_t)B * H * T * T), q, k, v, B, T, H, dh);
   }
+  qat_input(m, att, N, dq);
   float* h = room(ba.h, Rd);
   if (!m.tp) {
     copy(h, x, Nd);
-    linear_forward(h, att, m.param(bp.wo), N, dq, d, /*accumulate=*/true);
+    qat_linear_forward(m, bp.wo, h, att, N, dq, d, /*accumulate=*/true);
     return;
   }
   float* part = a.sp ? room(a.full, Nd) : h;
-  linear_forward(part, att, m.param(bp.wo), N, dq, d);
+  qat_linear_forward(m, bp.wo, part, att, N, dq, d);
   complete_rows(m, a, TpPoint::attn_out, l, part, h, d).wait();
   add(h, x, Rd);
 }
@@ -57,7 +59,6 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
   const int64_t Nd = (int64_t)N * d, Rd = (int64_t)a.rows * d;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
-  auto P = [&](int i) { return (const float*)m.param(i); };
   const float* h = ba.h.data();  // [rows, d]
   float* xf = room(ba.xf, Nd);
   norm_forward_gathered(m, a, TpPoint::ffn_in, l, xf, room(ba.rstd_f, a.rows), h, bp.ffn_norm);
@@ -70,8 +71,8 @@ void ffn_forward_half(Model& m, int l, Acts& a, LossParts& out) {
   if (!c.is_moe(l)) {
     const int hid = m.dims.ffn;
     const int64_t nh = (int64_t)N * hid;
-    ffn_forward(y, xf, N, d, hid, P(bp.ffn.w1), P(bp.ffn.w2), P(bp.ffn.w3), room(ba.fa, nh),
-                room(ba.fb, nh), room(ba.fs, nh));
+    qat_input(m, xf, N, d);  // the dense FFN is xf's only reader
+    ffn_forward(m, bp.ffn, y, xf, N, d, hid, room(ba.fa, nh), room(ba.fb, nh), room(ba.fs, nh));
   } else {
     moe_forward(m, l, a, xf, y, out);
   }
@@ -124,8 +125,8 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
   float* dxa = room(s.dxa, Nd);
   float* dx_out = a.sp ? room(s.dx_rows, (int64_t)a.rows * d) : dxa;
   zero(datt, Nq);
-  linear_backward_input(datt, dh_all, m.param(bp.wo), N, dq, d);
-  weight_grad(ba.wgrad, defer, m.grad(bp.wo), ba.att.data(), dh_all, N, dq, d);
+  linear_backward_input(datt, dh_all, qat_weight(m, bp.wo), N, dq, d);
+  qat_weight_grad(m, ba.wgrad, defer, bp.wo, ba.att.data(), dh_all, N, dq, d);
   zero(dqh, Nq);
   zero(dk, Nq);
   zero(dv, Nq);
@@ -138,9 +139,9 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
   zero(dxa, Nd);
   const float* xa = ba.xa.data();
   const std::pair<int, const float*> qkv[] = {{bp.wq, dqr}, {bp.wk, dkr}, {bp.wv, dv}};
-  for (auto [w, dout] : qkv) linear_backward_input(dxa, dout, m.param(w), N, d, dq);
+  for (auto [w, dout] : qkv) linear_backward_input(dxa, dout, qat_weight(m, w), N, d, dq);
   TpWait sum = complete_rows(m, a, TpPoint::attn_dinput, l, dxa, dx_out, d);
-  for (auto [w, dout] : qkv) weight_grad(ba.wgrad, defer, m.grad(w), xa, dout, N, d, dq);
+  for (auto [w, dout] : qkv) qat_weight_grad(m, ba.wgrad, defer, w, xa, dout, N, d, dq);
   sum.wait();
   norm_backward(m, a, l, dres, bp.attn_norm, dx_out, a.resid[l].data(), ba.rstd_a.data(), s);
 }
@@ -150,6 +151,7 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
 void block_forward(Model& m, int l, Acts& a, LossParts& out) {
   attention_forward_half(m, l, a);
   ffn_forward_half(m, l, a, out);
+  qat_release(m, l);
 }
 
 void block_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bool defer) {
@@ -159,6 +161,7 @@ void block_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, 
   norm_backward(m, a, l, a.dres.data(), m.blocks[l].ffn_norm, dxf, ba.h.data(), ba.rstd_f.data(),
                 s);
   attention_backward_half(m, l, a, s, defer);
+  qat_release(m, l);
   if (defer) {  // the weight pass reads xa, att, xf, the SwiGLU outputs, xe and its kept copies
     for (Buffer<float>* b :
          {&ba.q, &ba.k, &ba.v, &ba.h, &ba.rstd_a, &ba.rstd_f, &ba.probs, &ba.fa, &ba.fb,

@@ -2,10 +2,27 @@
 #include "model/config.h"
 
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "runtime/error.h"
 
 namespace zt {
+
+int QatConfig::qp() const {
+  static const int levels[] = {0, 127, 7, 1};
+  return levels[(int)bits];
+}
+
+const char* qat_name(QatBits b) {
+  static const char* names[] = {"none", "int8", "int4", "int2"};
+  return names[(int)b];
+}
+
+QatBits parse_qat_bits(const std::string& s, const char* flag) {
+  for (QatBits b : {QatBits::none, QatBits::int8, QatBits::int4, QatBits::int2})
+    if (s == qat_name(b)) return b;
+  fail(flag, " must be one of none, int8, int4, int2 (got '", s, "')");
+}
 
 void ModelConfig::validate() const {
   auto need = [](bool ok, auto&&... msg) {
@@ -33,6 +50,20 @@ void ModelConfig::validate() const {
   need(aux_loss_coef >= 0, "--aux-loss-coef must be >= 0 (got ", aux_loss_coef, ")");
   need(rope_base > 1, "--rope-base must be > 1 (got ", rope_base, ")");
   need(seq_len >= 1, "--seq-len must be >= 1 (got ", seq_len, ")");
+  need(qat.group_size >= 0, "--qat-group-size must be >= 0 (got ", qat.group_size, ")");
+  need(qat.start_step >= 0, "--qat-start-step must be >= 0 (got ", qat.start_step, ")");
+  if (qat.on() && qat.bits != QatBits::int8 && qat.group_size > 0) {
+    // Every quantized weight's input size: d (q, k, v, o, every w1 / w3), the FFN hiddens (w2).
+    const std::pair<int, const char*> inputs[] = {
+        {model_dim, "--model-dim"},
+        {dense_layers > 0 ? ffn_dim : 0, "--ffn-dim"},
+        {has_moe ? expert_ffn_dim : 0, "--expert-ffn-dim"},
+        {has_moe ? shared_experts * expert_ffn_dim : 0, "--shared-experts x --expert-ffn-dim"}};
+    for (auto [in, flag] : inputs)
+      need(in % qat.group_size == 0, "--qat-group-size ", qat.group_size,
+           " does not divide the input size ", in, " (", flag,
+           ") of a quantized weight; pick a size that divides every one, or 0 (per channel)");
+  }
 }
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {
@@ -52,6 +83,10 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
                      {"rope_base", c.rope_base},
                      {"seq_len", c.seq_len},
                      {"untie_embeddings", c.untie_embeddings}};
+  if (c.qat.on())  // absent without QAT: a plain model's config reads as it always has
+    j["qat"] = {{"bits", qat_name(c.qat.bits)},
+                {"group_size", c.qat.group_size},
+                {"start_step", c.qat.start_step}};
 }
 
 void from_json(const nlohmann::json& j, ModelConfig& c) {
@@ -71,6 +106,13 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
   j.at("rope_base").get_to(c.rope_base);
   j.at("seq_len").get_to(c.seq_len);
   j.at("untie_embeddings").get_to(c.untie_embeddings);
+  c.qat = QatConfig{};
+  if (j.contains("qat")) {
+    const nlohmann::json& q = j.at("qat");
+    c.qat.bits = parse_qat_bits(q.at("bits").get<std::string>(), "the config's qat.bits");
+    q.at("group_size").get_to(c.qat.group_size);
+    q.at("start_step").get_to(c.qat.start_step);
+  }
 }
 
 }  // namespace zt

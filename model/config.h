@@ -6,6 +6,32 @@
 
 namespace zt {
 
+// Quantization-aware training (SPEC section 7): which linears train through fake quant, at how
+// many bits, in which groups, from which step. Part of the model: it adds the step-size
+// parameters (`<weight>.qscale`) to the table and changes the forward pass.
+enum class QatBits : uint8_t { none, int8, int4, int2 };
+struct QatConfig {
+  QatBits bits = QatBits::none;
+  int group_size = 32;     // input rows per step size (int4, int2); 0 = one per output channel
+  int64_t start_step = 0;  // fake quant from the step after this many completed steps
+  bool on() const { return bits != QatBits::none; }
+  int qp() const;  // the largest level: 127, 7, 1 (levels -qp..qp)
+  // Input rows sharing a step size for a weight of `in` rows: int8 always per output channel.
+  int group_rows(int in) const {
+    return bits == QatBits::int8 || group_size == 0 ? in : group_size;
+  }
+  bool operator==(const QatConfig& o) const {
+    return bits == o.bits && group_size == o.group_size && start_step == o.start_step;
+  }
+};
+// Do step sizes saved under `saved` fit a model of `now` (same shapes: bits and groups)?
+inline bool qat_scales_match(const QatConfig& saved, const QatConfig& now) {
+  return saved.bits == now.bits &&
+         (saved.bits == QatBits::int8 || saved.group_size == now.group_size);
+}
+const char* qat_name(QatBits b);                                 // "none", "int8", "int4", "int2"
+QatBits parse_qat_bits(const std::string& s, const char* flag);  // throws naming the flag
+
 struct ModelConfig {
   int vocab = 256;
   int layers = 4;
@@ -24,6 +50,7 @@ struct ModelConfig {
   int seq_len = 128;
   bool untie_embeddings = false;
   float norm_eps = 1e-5f;
+  QatConfig qat;
 
   int head_dim() const { return model_dim / heads; }
   bool is_moe(int layer) const { return layer >= dense_layers && experts > 0; }

@@ -4,37 +4,32 @@
 #include <vector>
 
 #include "model/layer_util.h"
+#include "model/qat_linear.h"
 #include "model/weight_grads.h"
 
 namespace zt {
 
-// out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward.
-inline void ffn_forward(float* out, const float* x, int n, int d, int hid, const float* w1,
-                        const float* w2, const float* w3, float* a, float* b, float* s) {
-  linear_forward(a, x, w1, n, d, hid);
-  linear_forward(b, x, w3, n, d, hid);
+// out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward. With QAT the
+// caller has quantized x (qat_linear.h); s is quantized here, in place.
+inline void ffn_forward(Model& m, const FfnParams& f, float* out, const float* x, int n, int d,
+                        int hid, float* a, float* b, float* s) {
+  qat_linear_forward(m, f.w1, a, x, n, d, hid);
+  qat_linear_forward(m, f.w3, b, x, n, d, hid);
   swiglu_forward(s, a, b, (int64_t)n * hid);
-  linear_forward(out, s, w2, n, hid, d, /*accumulate=*/true);
+  qat_input(m, s, n, hid);
+  qat_linear_forward(m, f.w2, out, s, n, hid, d, /*accumulate=*/true);
 }
 
 // The weights and saved activations of one SwiGLU FFN's backward.
 struct FfnSaved {
-  const float *w1, *w2, *w3;
-  float *dw1, *dw2, *dw3;
+  Model* m;
+  FfnParams f;
   const float *a, *b, *s;  // [n, hid] from forward
 };
 
 inline FfnSaved saved(Model& m, const FfnParams& f, const float* a, const float* b,
                       const float* s) {
-  return {m.param(f.w1),
-          m.param(f.w2),
-          m.param(f.w3),
-          m.grad(f.w1),
-          m.grad(f.w2),
-          m.grad(f.w3),
-          a,
-          b,
-          s};
+  return {&m, f, a, b, s};
 }
 
 // dx += d/dx of the FFN given dout; the weight gradients through weight_grad, w1's and w3's
@@ -47,23 +42,24 @@ inline void ffn_backward(float* dx, const float* dout, const float* x, int n, in
   float* da = room(s.dha, nh);
   float* db = room(s.dhb, nh);
   float* ds = room(s.dhs, nh);
+  Model& m = *f.m;
   zero(ds, nh);
-  linear_backward_input(ds, dout, f.w2, n, hid, d);
-  weight_grad(jobs, defer, f.dw2, f.s, dout, n, hid, d);
+  linear_backward_input(ds, dout, qat_weight(m, f.f.w2), n, hid, d);
+  qat_weight_grad(m, jobs, defer, f.f.w2, f.s, dout, n, hid, d);
   zero(da, nh);
   zero(db, nh);
   swiglu_backward(da, db, ds, f.a, f.b, nh);
-  linear_backward_input(dx, da, f.w1, n, d, hid);
-  if (!w13_later) weight_grad(jobs, defer, f.dw1, x, da, n, d, hid);
-  linear_backward_input(dx, db, f.w3, n, d, hid);
-  if (!w13_later) weight_grad(jobs, defer, f.dw3, x, db, n, d, hid);
+  linear_backward_input(dx, da, qat_weight(m, f.f.w1), n, d, hid);
+  if (!w13_later) qat_weight_grad(m, jobs, defer, f.f.w1, x, da, n, d, hid);
+  linear_backward_input(dx, db, qat_weight(m, f.f.w3), n, d, hid);
+  if (!w13_later) qat_weight_grad(m, jobs, defer, f.f.w3, x, db, n, d, hid);
 }
 
 // The w1 / w3 weight gradients of the ffn_backward just run with w13_later.
 inline void ffn_backward_w13(const float* x, int n, int d, int hid, const FfnSaved& f,
                              GradScratch& s, std::vector<WeightGradJob>& jobs, bool defer) {
-  weight_grad(jobs, defer, f.dw1, x, s.dha.data(), n, d, hid);
-  weight_grad(jobs, defer, f.dw3, x, s.dhb.data(), n, d, hid);
+  qat_weight_grad(*f.m, jobs, defer, f.f.w1, x, s.dha.data(), n, d, hid);
+  qat_weight_grad(*f.m, jobs, defer, f.f.w3, x, s.dhb.data(), n, d, hid);
 }
 
 // The MoE FFN of block l (moe_layer.cpp). Forward: y[N, d] += the routed experts' gated outputs and

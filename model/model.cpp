@@ -48,6 +48,7 @@ Model::Model(const ModelConfig& c, uint64_t seed, bool with_grads, TensorSlice t
       unit_grads[u] = own_grads_[u].data();
     }
   }
+  if (c.qat.on()) qat.fq.resize(table.params.size());
   embed = table.find("embed");
   final_norm = table.find("final_norm");
   head = c.untie_embeddings ? table.find("head") : embed;

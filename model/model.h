@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/ops/quant_ops.h"
 #include "model/params.h"
 #include "runtime/alloc.h"
 
@@ -43,6 +44,19 @@ struct LocalDims {
   int experts, expert0;         // the routed experts [expert0, expert0 + experts) of each block
 };
 
+// Quantization-aware training (model/qat.h): how the block linears see their weights now.
+struct QatState {
+  bool active = false;   // fake quant in the forward pass (past --qat-start-step; eval of QAT)
+  bool keep = false;     // keep fake-quantized weights between passes (weights do not change)
+  bool integer = false;  // int8 weights and integer matmuls (eval of a quantized export)
+  std::vector<Buffer<float>> fq;           // [params] fake-quantized weights of the blocks in use
+  std::vector<std::vector<int8_t>> level;  // [params] integer mode: the weights' int8 levels
+  std::vector<int8_t> xi;                  // integer mode: a linear's int8 input
+  std::vector<float> sx;                   // ... and its row scales
+  bool measure = false;  // add each fake-quantized weight's error to `error` (metrics)
+  QuantError error;
+};
+
 struct Model {
   ModelConfig cfg;
   TensorSlice slice;   // which part of a tensor-parallel split this rank computes
@@ -63,6 +77,7 @@ struct Model {
   // Moves the routed rows of MoE blocks to the ranks holding their experts and back
   // (parallel/expert/); null when this rank holds every expert.
   ExpertParallelHook* ep = nullptr;
+  QatState qat;  // inactive unless cfg.qat is on and someone switches it on (model/qat.h)
 
   // The units this rank holds (a pipeline stage holds its layers' units); the others have no
   // storage and null views. All of them by default.

@@ -28,9 +28,8 @@ void run_experts(Model& m, int l, BlockActs& ba, const float* x, const int32_t* 
   for (int e = 0; e < m.dims.experts; ++e) {
     const int r0 = offset[e], nr = offset[e + 1] - r0;
     if (nr == 0) continue;
-    const FfnParams& f = m.blocks[l].experts[e];
-    ffn_forward(y + (int64_t)r0 * d, x + (int64_t)r0 * d, nr, d, eh, m.param(f.w1), m.param(f.w2),
-                m.param(f.w3), ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh);
+    ffn_forward(m, m.blocks[l].experts[e], y + (int64_t)r0 * d, x + (int64_t)r0 * d, nr, d, eh,
+                ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh);
   }
 }
 
@@ -84,6 +83,15 @@ void regroup(float* dst, const float* src, const ExpertRoute& r, int d, bool to_
     }
 }
 
+// The shared expert's input: xf itself, or with QAT a quantized copy (xf stays the router's).
+const float* shared_input(Model& m, BlockActs& ba, const float* xf, int N, int d) {
+  if (!m.qat.active) return xf;
+  float* xs = room(ba.xs, (int64_t)N * d);
+  copy(xs, xf, (int64_t)N * d);
+  qat_input(m, xs, N, d);
+  return xs;
+}
+
 void add_load(LossParts& out, const ModelConfig& c, int l, const int32_t* idx, int64_t n) {
   if (out.load.empty()) out.load.assign(load_size(c), 0);
   int64_t* block = out.load.data() + (int64_t)l * c.experts;
@@ -102,12 +110,11 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
   const int N = a.N, d = c.model_dim, E = c.experts, K = c.top_k, sh = m.dims.shared;
   BlockActs& ba = a.blocks[l];
   const BlockParams& bp = m.blocks[l];
-  auto P = [&](int i) { return (const float*)m.param(i); };
   float* rlogits = room(ba.rlogits, (int64_t)N * E);
   float* rprobs = room(ba.rprobs, (int64_t)N * E);
   float* gates = room(ba.gates, (int64_t)N * K);
   ba.idx.resize((size_t)N * K);
-  linear_forward(rlogits, xf, P(bp.router), N, d, E);
+  linear_forward(rlogits, xf, m.param(bp.router), N, d, E);
   router_forward(rprobs, ba.idx.data(), gates, rlogits, N, E, K, c.router_norm);
   ba.aux = moe_aux_loss_forward(rprobs, ba.idx.data(), N, E, K, (float)c.aux_loss_coef);
   out.aux += ba.aux;
@@ -121,10 +128,11 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
   float* xe = m.ep ? room(a.ep_out, (int64_t)rows * d) : room(ba.xe, (int64_t)rows * d);
   float* ye = room(ba.ye, (int64_t)rows * d);
   moe_dispatch_forward(xe, xf, ba.plan, d);
+  qat_input(m, xe, rows, d);  // the experts' inputs (the router read xf unquantized)
   auto shared = [&] {
     if (!bp.shared.present()) return;
     const int64_t ns = (int64_t)N * sh;
-    ffn_forward(y, xf, N, d, sh, P(bp.shared.w1), P(bp.shared.w2), P(bp.shared.w3), room(ba.sa, ns),
+    ffn_forward(m, bp.shared, y, shared_input(m, ba, xf, N, d), N, d, sh, room(ba.sa, ns),
                 room(ba.sb, ns), room(ba.ss, ns));
   };
   if (!m.ep) {
@@ -162,7 +170,7 @@ void moe_backward(Model& m, int l, Acts& a, GradScratch& s, float loss_scale, bo
   const float* xf = ba.xf.data();
   auto shared = [&] {
     if (bp.shared.present())
-      ffn_backward(dxf, dy, xf, N, d, m.dims.shared,
+      ffn_backward(dxf, dy, m.qat.active ? ba.xs.data() : xf, N, d, m.dims.shared,
                    saved(m, bp.shared, ba.sa.data(), ba.sb.data(), ba.ss.data()), s, ba.wgrad,
                    defer);
   };

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/qat.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -57,6 +58,7 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
   ZT_CHECK(ep.rank >= 0 && ep.rank < ep.size && (ep.size == 1 || c.experts % ep.size == 0),
            "expert slice ", ep.rank, " of ", ep.size, " with ", c.experts, " experts");
   ParamTable t;
+  t.qat = c.qat;
   const int64_t d = c.model_dim;
   const float std_in = 0.02f, std_out = 0.02f / std::sqrt(2.0f * c.layers);
   int layer = -1, expert = -1;
@@ -90,10 +92,32 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
     t.units.back().full_numel += p.full_numel;
     t.params.push_back(std::move(p));
   };
+  // A block linear: its weight and, with QAT, its step sizes right after it.
+  const QatConfig& q = c.qat;
+  auto scale_rows = [&](int64_t in) { return in / q.group_rows((int)in); };
+  auto linear = [&](const std::string& name, int64_t in, int64_t out, float std, Split split) {
+    add(name, {in, out}, std, split);
+    if (!q.on()) return;
+    const int w = (int)t.params.size() - 1;
+    const bool per_channel = q.bits == QatBits::int8 || q.group_size == 0;
+    // Split like the weight's columns; a row-parallel weight's groups split with its rows, its
+    // per-channel step sizes are whole on every rank.
+    const Split ss = split == Split::row ? (per_channel ? Split::none : Split::row) : split;
+    add(name + ".qscale", per_channel ? Shape{out} : Shape{scale_rows(in), out}, 0, ss);
+    ParamSpec& s = t.params.back();
+    s.decay = false;
+    s.qweight = w;
+    s.lr_scale = 1.0f / (float)q.qp();
+    t.params[w].qscale = (int)t.params.size() - 1;
+  };
+  // What a linear and its step sizes add to a logical unit (another rank's experts).
+  auto linear_numel = [&](int64_t in, int64_t out) {
+    return in * out + (q.on() ? scale_rows(in) * out : 0);
+  };
   auto swiglu = [&](const std::string& prefix, int64_t hidden) {
-    add(prefix + ".w1", {d, hidden}, std_in, Split::column);
-    add(prefix + ".w2", {hidden, d}, std_out, Split::row);
-    add(prefix + ".w3", {d, hidden}, std_in, Split::column);
+    linear(prefix + ".w1", d, hidden, std_in, Split::column);
+    linear(prefix + ".w2", hidden, d, std_out, Split::row);
+    linear(prefix + ".w3", d, hidden, std_in, Split::column);
   };
 
   unit(UnitKind::embed);
@@ -102,10 +126,10 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
     unit(UnitKind::block);
     std::string b = "blocks." + std::to_string(layer);
     add(b + ".attn_norm", {d}, 0, Split::none, true);
-    add(b + ".attn.wq", {d, d}, std_in, Split::column);
-    add(b + ".attn.wk", {d, d}, std_in, Split::column);
-    add(b + ".attn.wv", {d, d}, std_in, Split::column);
-    add(b + ".attn.wo", {d, d}, std_out, Split::row);
+    linear(b + ".attn.wq", d, d, std_in, Split::column);
+    linear(b + ".attn.wk", d, d, std_in, Split::column);
+    linear(b + ".attn.wv", d, d, std_in, Split::column);
+    linear(b + ".attn.wo", d, d, std_out, Split::row);
     add(b + ".ffn_norm", {d}, 0, Split::none, true);
     if (!c.is_moe(layer)) {
       swiglu(b + ".ffn", c.ffn_dim);
@@ -121,7 +145,7 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
         swiglu(b + ".moe.experts." + std::to_string(expert), c.expert_ffn_dim);
       } else {  // another rank's: only its place in the logical unit
         const int64_t hid = c.expert_ffn_dim;
-        t.units.back().full_numel += 3 * d * hid;
+        t.units.back().full_numel += 2 * linear_numel(d, hid) + linear_numel(hid, d);
       }
     }
     expert = -1;
@@ -138,7 +162,7 @@ ParamCounts count_params(const ParamTable& t, const ModelConfig& c) {
   int64_t experts = 0;                   // routed-expert matrix parameters, all blocks
   for (const ParamSpec& p : t.params) {  // whole tensors, whichever slice the table holds
     n.params += p.full_numel;
-    if (p.is_norm) continue;
+    if (p.is_norm || p.qweight >= 0) continue;  // gains and step sizes multiply no activations
     if (p.expert >= 0)
       experts += p.full_numel;
     else if (p.name != "embed" || !c.untie_embeddings)  // the tied embedding is the head matmul
@@ -155,7 +179,7 @@ ParamCounts count_params(const ParamTable& t, const ModelConfig& c) {
 
 void init_unit_params(float* buf, const ParamTable& t, int unit, uint64_t seed) {
   for (const ParamSpec& p : t.params) {
-    if (p.unit != unit) continue;
+    if (p.unit != unit || p.qweight >= 0) continue;  // step sizes: from the weights, below
     float* x = buf + p.offset;
     if (p.is_norm) {
       for (int64_t i = 0; i < p.numel; ++i) x[i] = 1.0f;
@@ -169,6 +193,7 @@ void init_unit_params(float* buf, const ParamTable& t, int unit, uint64_t seed) 
                     (p.row0 + r) * full_cols + p.col0);
     }
   }
+  init_unit_step_sizes(t, unit, buf);
 }
 
 namespace {

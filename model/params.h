@@ -3,6 +3,8 @@
 //
 // Parameters are grouped into units, the grain ZeRO gathers, partitions and reduces; a unit's
 // parameters are laid out back to back in one flat buffer (offsets are element offsets inside it).
+// With QAT every block linear's weight is followed by its step sizes `<weight>.qscale` in the same
+// unit (initialised from the weight, no decay, lr / Qp: their size is about 1/Qp of the weights').
 // Units in forward order:
 //   embed            the embedding
 //   block l          attention, norms, and the dense FFN, or the router and the shared expert
@@ -63,6 +65,11 @@ struct ParamSpec {
   bool decay = true;  // weight decay (matrices yes, norm gains no)
   bool is_norm = false;
   float init_std = 0;  // N(0, init_std) for matrices; gains are 1
+  // QAT (SPEC section 7): a block linear's weight trains through fake quant with the step sizes
+  // of parameter `qscale` ([out] or [in/G, out], right after it in the table); a step-size
+  // parameter names its weight in `qweight`. -1 otherwise.
+  int qscale = -1, qweight = -1;
+  float lr_scale = 1;  // AdamW's lr for this parameter = the schedule's x lr_scale
 };
 
 struct UnitSpec {
@@ -74,6 +81,7 @@ struct UnitSpec {
 
 struct ParamTable {
   std::vector<ParamSpec> params;
+  QatConfig qat;                // the model's (step-size parameters are in the table when it is on)
   std::vector<UnitSpec> units;  // in forward order
   int num_units() const { return (int)units.size(); }
   int64_t unit_numel(int u) const { return units[u].numel; }

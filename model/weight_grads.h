@@ -5,19 +5,33 @@
 #include <vector>
 
 #include "model/acts.h"
+#include "model/ops/quant_ops.h"
 
 namespace zt {
+
+// dw += x^T dout, or (quant.w) its LSQ image in dw and quant.ds.
+inline void run_weight_grad(float* dw, const float* x, const float* dout, int n, int in, int out,
+                            const WeightQuant& q) {
+  if (!q.w) {
+    linear_backward_weight(dw, dout, x, n, in, out);
+    return;
+  }
+  Buffer<float> g((size_t)in * out, MemCategory::buffers);  // zeroed
+  linear_backward_weight(g.data(), dout, x, n, in, out);
+  fake_quant_weight_backward(dw, q.ds, g.data(), q.w, q.s, in, out, q.group, q.qp);
+}
 
 // dw[in, out] += x^T dout, now, or (defer) kept in `jobs`. A kept job copies the operand that the
 // rest of backward overwrites: dout, or x when transient_x (the tied head's dlogits).
 inline void weight_grad(std::vector<WeightGradJob>& jobs, bool defer, float* dw, const float* x,
-                        const float* dout, int n, int in, int out, bool transient_x = false) {
+                        const float* dout, int n, int in, int out, bool transient_x = false,
+                        const WeightQuant& quant = {}) {
   if (!dw) return;
   if (!defer) {
-    linear_backward_weight(dw, dout, x, n, in, out);
+    run_weight_grad(dw, x, dout, n, in, out, quant);
     return;
   }
-  WeightGradJob& j = jobs.emplace_back(WeightGradJob{dw, x, dout, n, in, out, {}});
+  WeightGradJob& j = jobs.emplace_back(WeightGradJob{dw, x, dout, n, in, out, {}, quant});
   const float* src = transient_x ? x : dout;
   const int64_t count = (int64_t)n * (transient_x ? in : out);
   j.kept.reset((size_t)count, MemCategory::activations);
@@ -26,7 +40,7 @@ inline void weight_grad(std::vector<WeightGradJob>& jobs, bool defer, float* dw,
 }
 
 inline void run_weight_grads(std::vector<WeightGradJob>& jobs) {
-  for (WeightGradJob& j : jobs) linear_backward_weight(j.dw, j.dout, j.x, j.n, j.in, j.out);
+  for (WeightGradJob& j : jobs) run_weight_grad(j.dw, j.x, j.dout, j.n, j.in, j.out, j.quant);
   jobs.clear();
 }
 

@@ -17,8 +17,10 @@
 #include <mutex>
 #include <thread>
 
+#include "model/qat.h"
 #include "offload/checksum.h"
 #include "offload/hdf5.h"
+#include "offload/safetensors.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
 #include "runtime/split.h"
@@ -75,6 +77,7 @@ void check_config_matches(const nlohmann::json& saved, const ModelConfig& cfg,
                           const std::string& where) {
   nlohmann::json ours = cfg;
   for (auto it = ours.begin(); it != ours.end(); ++it) {
+    if (it.key() == "qat") continue;  // QAT may start (or change) at a resume: qat_scales_match
     if (!saved.contains(it.key()) || saved[it.key()] != it.value())
       fail("checkpoint '", where, "' has ", it.key(), " = ",
            saved.contains(it.key()) ? saved[it.key()].dump() : "(missing)", " but this run has ",
@@ -413,10 +416,11 @@ namespace {
 // Unit u's tensors (whole tensors: a table without a tensor slice, with every expert or a rank's)
 // from the rank files (each holds pieces at their logical offsets; together they cover every
 // tensor) into p, m, v (the unit's logical buffer each, units[u].full_numel; m and v may be null).
+// Without `scales` the QAT step sizes are left as they are (zero): the checkpoint has other ones.
 void read_unit(std::vector<H5File>& files, const ParamTable& table, int u, float* p, float* m,
-               float* v, const std::string& step_dir) {
+               float* v, bool scales, const std::string& step_dir) {
   for (const ParamSpec& t : table.params) {
-    if (t.unit != u) continue;
+    if (t.unit != u || (t.qweight >= 0 && !scales)) continue;
     for (auto [group, dst] : {std::pair{"params/", p}, std::pair{"optim/exp_avg/", m},
                               std::pair{"optim/exp_avg_sq/", v}})
       if (dst) read_checkpoint_tensor(files, group, t, dst + t.full_offset, step_dir);
@@ -430,6 +434,7 @@ void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainS
                      bool verify = true) {
   nlohmann::json man = read_manifest(step_dir, /*verify=*/false);
   check_config_matches(man.at("config"), cfg, step_dir);
+  const bool scales = qat_scales_match(man.at("config").get<ModelConfig>().qat, cfg.qat);
   // The checksums are verified on a second thread while the tensors are read (both pull the same
   // pages from disk once); a damaged file is the error reported even when a read failed first.
   std::future<void> verified;
@@ -440,7 +445,7 @@ void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainS
     for (const auto& entry : man.at("files"))
       files.push_back(
           H5File::open((fs::path(step_dir) / entry.at("name").get<std::string>()).string()));
-    read(files);
+    read(files, scales);
   } catch (...) {
     if (verified.valid()) verified.get();
     throw;
@@ -459,7 +464,7 @@ void read_checkpoint(const std::string& step_dir, const ModelConfig& cfg, TrainS
 
 void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const ParamTable& table,
                      UnitVectors& params, UnitVectors* m, UnitVectors* v, TrainState* st) {
-  read_checkpoint(step_dir, cfg, st, [&](std::vector<H5File>& files) {
+  read_checkpoint(step_dir, cfg, st, [&](std::vector<H5File>& files, bool scales) {
     const int U = table.num_units();
     params.assign(U, {});
     if (m) m->assign(U, {});
@@ -470,7 +475,7 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
       if (m) (*m)[u].assign(n, 0.0f);
       if (v) (*v)[u].assign(n, 0.0f);
       read_unit(files, table, u, params[u].data(), m ? (*m)[u].data() : nullptr,
-                v ? (*v)[u].data() : nullptr, step_dir);
+                v ? (*v)[u].data() : nullptr, scales, step_dir);
     }
   });
 }
@@ -480,7 +485,7 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
                      const std::vector<bool>& units) {
   read_checkpoint(
       step_dir, cfg, st,
-      [&](std::vector<H5File>& files) {
+      [&](std::vector<H5File>& files, bool scales) {
         std::vector<float> up, um, uv;  // one unit at a time
         for (int u = 0; u < table.num_units(); ++u) {
           if (!units.empty() && !units[u]) continue;
@@ -489,7 +494,7 @@ void load_checkpoint(const std::string& step_dir, const ModelConfig& cfg, const 
           um.assign(moments ? n : 0, 0.0f);
           uv.assign(moments ? n : 0, 0.0f);
           read_unit(files, table, u, up.data(), moments ? um.data() : nullptr,
-                    moments ? uv.data() : nullptr, step_dir);
+                    moments ? uv.data() : nullptr, scales, step_dir);
           sink(u, up, moments ? &um : nullptr, moments ? &uv : nullptr);
         }
       },
@@ -500,7 +505,70 @@ static bool is_h5_file(const std::string& path) {
   return fs::is_regular_file(path) && fs::path(path).extension() == ".h5";
 }
 
+static bool is_safetensors_file(const std::string& path) {
+  return fs::is_regular_file(path) && fs::path(path).extension() == ".safetensors";
+}
+
+static ModelConfig safetensors_config(const SafetensorsFile& f) {
+  const nlohmann::json& meta = f.metadata();
+  if (!meta.contains("config") || !meta["config"].is_string())
+    fail("'", f.path(), "' is not a zerotrain model export (no config in __metadata__)");
+  const nlohmann::json c = nlohmann::json::parse(meta["config"].get<std::string>(), nullptr, false);
+  if (!c.is_object()) fail("'", f.path(), "' has a config that is not a JSON object");
+  try {
+    return c.get<ModelConfig>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("'", f.path(), "' has a damaged config: ", e.what());
+  }
+}
+
+// A model.safetensors export: F32 tensors by name; a quantized export's I8 weights become the
+// integer levels of an integer-mode model (QatState::integer), their `.scale` its step sizes.
+static void load_safetensors(const std::string& path, Model& model) {
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  const ParamTable& t = model.table;
+  bool integer = false;
+  for (size_t i = 0; i < t.params.size(); ++i) {
+    const ParamSpec& p = t.params[i];
+    float* dst = model.unit_params[p.unit] + p.offset;
+    const SafeTensor* e = f.find(p.name);
+    if (p.qweight >= 0 && !f.find(p.name)) {  // a quantized export: the scales of its weight
+      const ParamSpec& w = t.params[p.qweight];
+      f.read(w.name + ".scale", "F32", p.shape, dst);
+      continue;
+    }
+    if (p.qscale >= 0 && e && e->dtype == "I8") {
+      std::vector<int8_t>& lv = model.qat.level[i];
+      lv.resize((size_t)p.numel);
+      f.read(p.name, "I8", p.shape, lv.data());
+      integer = true;
+      continue;
+    }
+    f.read(p.name, "F32", p.shape, dst);
+  }
+  if (integer) {
+    for (size_t i = 0; i < t.params.size(); ++i) {  // every quantized weight must be levels
+      const ParamSpec& p = t.params[i];
+      if (p.qscale < 0) continue;
+      if (model.qat.level[i].empty())
+        fail("'", path, "' holds some quantized weights as I8 but ", p.name, " as F32");
+      // The float weight as the levels say (what fake quant of it gives), for fp32 readers.
+      const float* s = model.unit_params[p.unit] + t.params[p.qscale].offset;
+      float* w = model.unit_params[p.unit] + p.offset;
+      const int in = (int)p.shape[0], out = (int)p.shape[1], g = qat_group(t, p);
+      for (int r = 0; r < in; ++r)
+        for (int o = 0; o < out; ++o)
+          w[(int64_t)r * out + o] =
+              model.qat.level[i][(size_t)r * out + o] * s[(int64_t)(r / g) * out + o];
+    }
+  }
+  model.qat.integer = integer;
+  const int64_t step = std::atoll(f.metadata().value("step", std::string("0")).c_str());
+  model.qat.active = integer || qat_trained_at(model.cfg.qat, step);
+}
+
 ModelConfig checkpoint_model_config(const std::string& path) {
+  if (is_safetensors_file(path)) return safetensors_config(SafetensorsFile::open(path));
   if (is_h5_file(path)) {
     H5File f = H5File::open(path);
     if (!h5_attr_exists(f, "/", "config"))
@@ -511,12 +579,20 @@ ModelConfig checkpoint_model_config(const std::string& path) {
 }
 
 void load_model_weights(const std::string& path, Model& model) {
+  model.qat.keep = true;  // the weights stay as loaded: fake quant of them once
+  if (model.cfg.qat.on()) model.qat.level.assign(model.table.params.size(), {});
+  if (is_safetensors_file(path)) {
+    load_safetensors(path, model);
+    return;
+  }
   if (!is_h5_file(path)) {
     UnitVectors params;
+    TrainState st;
     load_checkpoint(resolve_checkpoint(path), model.cfg, model.table, params, nullptr, nullptr,
-                    nullptr);
+                    &st);
     for (int u = 0; u < model.table.num_units(); ++u)
       std::copy(params[u].begin(), params[u].end(), model.unit_params[u]);
+    model.qat.active = qat_trained_at(model.cfg.qat, st.step);
     return;
   }
   H5File f = H5File::open(path);
@@ -526,6 +602,8 @@ void load_model_weights(const std::string& path, Model& model) {
     std::vector<float> x = h5_read_f32(f, ds);
     std::copy(x.begin(), x.end(), model.unit_params[p.unit] + p.offset);
   }
+  const int64_t step = h5_attr_exists(f, "/", "step") ? h5_read_attr_i64(f, "/", "step") : 0;
+  model.qat.active = qat_trained_at(model.cfg.qat, step);
 }
 
 }  // namespace zt

@@ -10,9 +10,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
+#include "model/qat.h"
 #include "offload/checkpoint.h"
 #include "offload/hdf5.h"
 #include "runtime/error.h"
@@ -101,9 +104,51 @@ void write_h5(const std::string& tmp, const ShardSources& src, const ParamTable&
   fsync_path(tmp);
 }
 
-void write_safetensors(const std::string& tmp, const std::string& out_name, const ShardSources& src,
-                       const ParamTable& table, const nlohmann::json& metadata) {
-  const std::string header = safetensors_header(table, metadata);
+// One tensor of a safetensors file: its header entry and, when written, its bytes.
+struct SafeEntry {
+  std::string name, dtype;
+  Shape shape;
+  int64_t elem_bytes;
+  std::function<std::vector<char>()> bytes;
+};
+
+std::string header_of(const std::vector<SafeEntry>& entries, const nlohmann::json& metadata) {
+  nlohmann::ordered_json h;
+  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+  for (const auto& [key, v] : metadata.items()) {
+    ZT_CHECK(v.is_string(), "safetensors metadata value of '", key, "' is not a string");
+    meta[key] = v.get<std::string>();
+  }
+  h["__metadata__"] = meta;
+  int64_t begin = 0;
+  for (const SafeEntry& e : entries) {
+    const int64_t end = begin + shape_numel(e.shape) * e.elem_bytes;
+    h[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {begin, end}}};
+    begin = end;
+  }
+  std::string s = h.dump();
+  s.append((8 - s.size() % 8) % 8, ' ');
+  return s;
+}
+
+template <typename T>
+std::vector<char> as_bytes(const std::vector<T>& x) {
+  const char* p = reinterpret_cast<const char*>(x.data());
+  return std::vector<char>(p, p + x.size() * sizeof(T));
+}
+
+// Every tensor of `table` as F32, read from the checkpoint.
+std::vector<SafeEntry> f32_entries(const ShardSources& src, const ParamTable& table) {
+  std::vector<SafeEntry> e;
+  for (const ParamSpec& p : table.params)
+    e.push_back(
+        {p.name, "F32", p.shape, 4, [&src, &p] { return as_bytes(read_full_param(src, p)); }});
+  return e;
+}
+
+void write_safetensors(const std::string& tmp, const std::string& out_name,
+                       const std::vector<SafeEntry>& entries, const nlohmann::json& metadata) {
+  const std::string header = header_of(entries, metadata);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail("cannot write '", out_name, "': ", std::strerror(errno));
   auto put = [&](const void* data, size_t bytes) {
@@ -118,10 +163,11 @@ void write_safetensors(const std::string& tmp, const std::string& out_name, cons
   for (int i = 0; i < 8; ++i) len[i] = (unsigned char)(n >> (8 * i));
   put(len, sizeof len);
   put(header.data(), header.size());
-  for (const ParamSpec& p : table.params) {
+  for (const SafeEntry& e : entries) {
     try {
-      std::vector<float> x = read_full_param(src, p);
-      put(x.data(), x.size() * sizeof(float));
+      const std::vector<char> x = e.bytes();
+      ZT_CHECK((int64_t)x.size() == shape_numel(e.shape) * e.elem_bytes, e.name, " bytes");
+      put(x.data(), x.size());
     } catch (...) {
       std::fclose(f);
       throw;
@@ -133,28 +179,55 @@ void write_safetensors(const std::string& tmp, const std::string& out_name, cons
     fail("cannot write '", out_name, "': ", std::strerror(err), " (disk full?)");
 }
 
+// The tensors of a quantized export of the checkpoint (table `ck`) as the model of `out` lays
+// them out: each quantized weight as I8 levels plus F32 `<name>.scale`, the rest F32. The step
+// sizes are the checkpoint's (`trained`) or absmax / qp (post-training quantization).
+std::vector<SafeEntry> quantized_entries(const ShardSources& src, const ParamTable& ck,
+                                         const ParamTable& out, bool trained) {
+  std::vector<SafeEntry> e;
+  for (const ParamSpec& p : out.params) {
+    if (p.qweight >= 0) continue;  // with its weight, as <weight>.scale
+    const ParamSpec& from = ck.at(p.name);
+    if (p.qscale < 0) {
+      e.push_back({p.name, "F32", p.shape, 4,
+                   [&src, &from] { return as_bytes(read_full_param(src, from)); }});
+      continue;
+    }
+    const ParamSpec& sp = out.params[p.qscale];
+    // Levels and step sizes come from one read of the weight: computed for the levels, kept for
+    // the scales (the entries are written in order).
+    auto scales = std::make_shared<std::vector<float>>();
+    const int in = (int)p.shape[0], cols = (int)p.shape[1], g = qat_group(out, p);
+    const int qp = out.qat.qp();
+    e.push_back(
+        {p.name, "I8", p.shape, 1, [&src, &ck, &from, &sp, scales, in, cols, g, qp, trained] {
+           const std::vector<float> w = read_full_param(src, from);
+           if (trained) {
+             *scales = read_full_param(src, ck.at(sp.name));
+           } else {
+             scales->assign((size_t)sp.numel, 0.0f);
+             init_step_sizes(scales->data(), w.data(), in, cols, g, qp, /*mse=*/false);
+           }
+           for (float& x : *scales) x = std::max(x, kMinStep);  // the step q(w) used
+           std::vector<int8_t> levels(w.size());
+           quantize_weight(levels.data(), w.data(), scales->data(), in, cols, g, qp);
+           return as_bytes(levels);
+         }});
+    e.push_back({p.name + ".scale", "F32", sp.shape, 4, [scales] { return as_bytes(*scales); }});
+  }
+  return e;
+}
+
 }  // namespace
 
 std::string safetensors_header(const ParamTable& table, const nlohmann::json& metadata) {
-  nlohmann::ordered_json h;
-  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-  for (const auto& [key, v] : metadata.items()) {
-    ZT_CHECK(v.is_string(), "safetensors metadata value of '", key, "' is not a string");
-    meta[key] = v.get<std::string>();
-  }
-  h["__metadata__"] = meta;
-  int64_t begin = 0;
-  for (const ParamSpec& p : table.params) {
-    const int64_t end = begin + p.numel * (int64_t)sizeof(float);
-    h[p.name] = {{"dtype", "F32"}, {"shape", p.shape}, {"data_offsets", {begin, end}}};
-    begin = end;
-  }
-  std::string s = h.dump();
-  s.append((8 - s.size() % 8) % 8, ' ');
-  return s;
+  std::vector<SafeEntry> e;
+  for (const ParamSpec& p : table.params) e.push_back({p.name, "F32", p.shape, 4, nullptr});
+  return header_of(e, metadata);
 }
 
-ExportSummary export_model(const std::string& ckpt, const std::string& out) {
+ExportSummary export_model(const std::string& ckpt, const std::string& out,
+                           const ExportQuant& quant) {
   const std::string ext = fs::path(out).extension().string();
   if (ext != ".h5" && ext != ".safetensors")
     fail("--out '", out, "' must end in .h5 or .safetensors");
@@ -173,6 +246,32 @@ ExportSummary export_model(const std::string& ckpt, const std::string& out) {
   s.elements = table.total_numel();
   const ShardSources src = open_sources(s.step_dir, man);
 
+  // --quantized: the model written has the target QAT settings (and its table the step sizes).
+  ModelConfig out_cfg = cfg;
+  bool trained = false;
+  if (quant.on) {
+    if (s.format != "safetensors")
+      fail("--quantized writes model.safetensors (got --out '", out, "')");
+    QatConfig& q = out_cfg.qat;
+    if (quant.bits != QatBits::none) q.bits = quant.bits;
+    if (!q.on())
+      fail("--quantized needs int8, int4 or int2: checkpoint '", s.step_dir,
+           "' did not train with QAT");
+    if (quant.group_size >= 0) q.group_size = quant.group_size;
+    trained = qat_scales_match(cfg.qat, q) && qat_trained_at(cfg.qat, s.step);
+    if (!trained) q.start_step = 0;
+    out_cfg.validate();  // the group size against the model's input sizes, naming the flag
+    s.quant = cat(qat_name(q.bits), " ",
+                  q.bits == QatBits::int8 || q.group_size == 0
+                      ? std::string("per output channel")
+                      : cat("in groups of ", q.group_size, " input rows"),
+                  trained ? ", trained step sizes (QAT)" : ", absmax step sizes (post-training)");
+  }
+  const ParamTable out_table = quant.on ? build_param_table(out_cfg) : table;
+  if (quant.on) s.tensors = s.elements = 0;
+  if (quant.on)
+    for (const ParamSpec& p : out_table.params) ++s.tensors, s.elements += p.numel;
+
   // A hidden temporary beside --out (same file system, so the rename is atomic).
   const fs::path out_path(out);
   std::string tmp_name = zt::cat(".", out_path.filename().string(), ".tmp.", ::getpid());
@@ -187,11 +286,15 @@ ExportSummary export_model(const std::string& ckpt, const std::string& out) {
     if (s.format == "h5") {
       write_h5(tmp, src, table, cfg_json, s.step, s.tokens);
     } else {
-      const nlohmann::json meta = {{"format", "pt"},
-                                   {"config", cfg_json.dump()},
-                                   {"step", std::to_string(s.step)},
-                                   {"tokens", std::to_string(s.tokens)}};
-      write_safetensors(tmp, out, src, table, meta);
+      nlohmann::json meta = {{"format", "pt"},
+                             {"config", nlohmann::json(out_cfg).dump()},
+                             {"step", std::to_string(s.step)},
+                             {"tokens", std::to_string(s.tokens)}};
+      if (quant.on) meta["quantized"] = s.quant;
+      write_safetensors(
+          tmp, out,
+          quant.on ? quantized_entries(src, table, out_table, trained) : f32_entries(src, table),
+          meta);
     }
     std::error_code ec;
     fs::rename(tmp_path, out_path, ec);

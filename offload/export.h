@@ -23,6 +23,16 @@
 
 namespace zt {
 
+// --quantized (SPEC section 7): each quantized block weight as I8 levels `<name>` plus F32 step
+// sizes `<name>.scale` ([out] or [in/G, out]); the other tensors F32; metadata "quantized" says
+// how. The checkpoint's trained step sizes when its QAT matches and had started, else absmax / qp
+// per group (post-training quantization).
+struct ExportQuant {
+  bool on = false;
+  QatBits bits = QatBits::none;  // none: the checkpoint's QAT bits
+  int group_size = -1;           // -1: the checkpoint's
+};
+
 struct ExportSummary {
   std::string step_dir;  // the checkpoint that was exported
   std::string format;    // "h5" or "safetensors"
@@ -30,12 +40,14 @@ struct ExportSummary {
   int64_t elements = 0;
   int64_t step = 0;
   int64_t tokens = 0;
+  std::string quant;  // how --quantized quantized ("" without it)
 };
 
 // Exports checkpoint `ckpt` (checkpoint root or step directory) to `out`, whose extension (.h5 or
 // .safetensors) picks the format. Throws zt::Error naming the path on a bad extension, a missing,
 // incomplete or damaged checkpoint, or an output that cannot be written.
-ExportSummary export_model(const std::string& ckpt, const std::string& out);
+ExportSummary export_model(const std::string& ckpt, const std::string& out,
+                           const ExportQuant& quant = {});
 
 // The safetensors header for `table` (tensors in table order, contiguous from offset 0), already
 // padded with spaces to a multiple of 8 bytes; `metadata` must hold string values only.

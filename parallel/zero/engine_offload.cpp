@@ -201,7 +201,7 @@ void ZeroEngine::run_updates(const std::vector<const float*>& grads, AdamWOption
       }
       adamw_step_simd(p, static_cast<float*>(ptr(x, kMomentM, s, t, j, b)),
                       static_cast<float*>(ptr(x, kMomentV, s, t, j, b)), grads[t.u] + j, e - j,
-                      step, (float)lr, adamw, r.decay, ao);
+                      step, (float)(lr * r.lr_scale), adamw, r.decay, ao);
     }
     if (streamed)
       for (int a = 0; a < kStateArrays; ++a)

@@ -82,7 +82,7 @@ ZeroPlan plan_zero(const ParamTable& t, const GridLayout& grid, int rank, const 
         if (p.unit != u || !held) continue;
         const int64_t b = std::max(pb, p.offset), e = std::min(pe, p.offset + p.numel);
         const bool norm = owner && (p.numel != p.full_numel || tp_root);
-        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay, norm});
+        if (e > b) x.regions.push_back({sb + (b - pb), b, e - b, p.decay, norm, p.lr_scale});
       }
     }
     int counted = 0;

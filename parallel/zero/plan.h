@@ -39,7 +39,8 @@ struct ZeroOptions {
 struct UpdateRegion {
   int64_t j, b, len;
   bool decay;
-  bool norm = true;  // counts in the gradient norm on this rank
+  bool norm = true;    // counts in the gradient norm on this rank
+  float lr_scale = 1;  // the parameter's lr multiplier (QAT step sizes: 1 / qp)
 };
 
 // Which of this rank's part of a unit counts in the gradient norm, where every element must count
