@@ -244,7 +244,6 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
   if (o.device == "cuda") not_yet("--device cuda (GPU training)");
-  if (o.model.qat.on() && o.tp > 1) not_yet("--qat with --tp > 1");
   if (o.offload_params != "none" && o.zero_stage != 3)
     fail("--offload-params ", o.offload_params,
          " needs --zero-stage 3 (below it every rank holds all parameters)");

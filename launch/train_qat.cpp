@@ -21,7 +21,7 @@ void init_step_sizes_from_weights(TrainRun& r) {
     if (!quantized || !m.owns(u)) continue;
     std::vector<float> p, mo, v;  // this rank's slice of the unit
     r.engine->gather_unit_state(u, p, &mo, &v);
-    init_unit_step_sizes(t, u, p.data());
+    init_unit_step_sizes(t, u, p.data(), m.tp);
     auto logical = [&](const std::vector<float>& local) {
       std::vector<float> whole((size_t)t.units[u].full_numel, 0.0f);
       for (const ParamSpec& q : t.params)
@@ -55,6 +55,11 @@ void prepare_qat_step(TrainRun& r, bool measure) {
         (long long)r.state.step + 1);
     std::fflush(stdout);
   }
+}
+
+QuantError end_qat_step(TrainRun& r) {
+  r.model->qat.measure = false;
+  return r.model->qat.error;
 }
 
 nlohmann::json qat_metrics(TrainRun& r, const QuantError& e) {

@@ -71,6 +71,8 @@ double validation_loss(TrainRun& run);
 // when --qat-start-step says so, initialising the step sizes from the weights the first time
 // (collective); with `measure` the step's passes add up the quantization error for qat_metrics.
 void prepare_qat_step(TrainRun& run, bool measure);
+// After the step's passes: what they measured (validation passes measure nothing).
+QuantError end_qat_step(TrainRun& run);
 // The step's "qat" metrics object (collective over the world).
 nlohmann::json qat_metrics(TrainRun& run, const QuantError& e);
 // Writes a checkpoint of the current state to --ckpt-dir (collective); returns its directory.

@@ -95,7 +95,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
       const float grad_scale = test_fault_nan(step, ctx.rank()) ? NAN : 1.0f;  // test hook
       prepare_qat_step(r, /*measure=*/logged(step + 1));
       losses = r.step->run(o.grad_accum, microbatch, B, T, grad_scale);
-      rec.qat = r.model->qat.error;
+      rec.qat = end_qat_step(r);
       rec.passes_ms = now_ms() - t0, rec.wait_ms = r.step->wait_ms();
 
       // A bad step (non-finite loss or gradient norm, or a loss spike) makes no update; the

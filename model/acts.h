@@ -16,11 +16,17 @@ namespace zt {
 // One weight-gradient product dw[in, out] += x^T dout, kept for a later weight pass (a zero-bubble
 // schedule runs them in its bubbles). A transient operand is copied into `kept` when it is kept.
 // With QAT (model/qat.h) the product goes through LSQ into dw and the step sizes' gradient ds.
+class TensorParallelHook;
 struct WeightQuant {
   const float* w = nullptr;  // the latent weight [in, out]; null: a plain product
   const float* s = nullptr;  // its step sizes
   float* ds = nullptr;
   int group = 0, qp = 0;
+  int shared = 0;  // weights sharing a step size (0: group)
+  // A row-parallel slice with per-channel step sizes: the step sizes' gradient is partial over
+  // the tensor-parallel ranks, summed through this hook before it is added.
+  TensorParallelHook* sum = nullptr;
+  int layer = -1;
 };
 struct WeightGradJob {
   float* dw;
@@ -103,8 +109,8 @@ struct GradScratch {
 };
 
 // b holds at least n elements of activations afterwards (reallocated only when it is smaller).
-inline float* room(Buffer<float>& b, int64_t n) {
-  if ((int64_t)b.size() < n) b.reset((size_t)n, MemCategory::activations);
+inline float* room(Buffer<float>& b, int64_t n, MemCategory cat = MemCategory::activations) {
+  if ((int64_t)b.size() < n) b.reset((size_t)n, cat);
   return b.data();
 }
 

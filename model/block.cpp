@@ -39,7 +39,7 @@ void attention_forward_half(Model& m, int l, Acts& a) {
   } else {
     attention_forward(att, room(ba.probs, (int64_t)B * H * T * T), q, k, v, B, T, H, dh);
   }
-  qat_input(m, att, N, dq);
+  qat_input_split(m, att, N, dq);
   float* h = room(ba.h, Rd);
   if (!m.tp) {
     copy(h, x, Nd);

@@ -16,7 +16,7 @@ inline void ffn_forward(Model& m, const FfnParams& f, float* out, const float* x
   qat_linear_forward(m, f.w1, a, x, n, d, hid);
   qat_linear_forward(m, f.w3, b, x, n, d, hid);
   swiglu_forward(s, a, b, (int64_t)n * hid);
-  qat_input(m, s, n, hid);
+  qat_input_split(m, s, n, hid);
   qat_linear_forward(m, f.w2, out, s, n, hid, d, /*accumulate=*/true);
 }
 

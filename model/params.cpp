@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "model/qat.h"
 #include "runtime/error.h"
@@ -48,6 +49,19 @@ std::string tensor_slice_error(const ModelConfig& c, int tp) {
   if (moe && c.expert_ffn_dim % tp != 0)
     return cat("--tp ", tp, " does not divide --expert-ffn-dim ", c.expert_ffn_dim);
   if (c.vocab % tp != 0) return cat("--tp ", tp, " does not divide --vocab ", c.vocab);
+  // QAT groups of a row-parallel weight (wo, every w2) split with its rows.
+  const int G = c.qat.group_size;
+  if (tp > 1 && c.qat.on() && c.qat.bits != QatBits::int8 && G > 0) {
+    const std::pair<int, const char*> rows[] = {
+        {c.model_dim, "--model-dim"},
+        {dense ? c.ffn_dim : 0, "--ffn-dim"},
+        {moe ? c.expert_ffn_dim : 0, "--expert-ffn-dim"},
+        {moe ? c.shared_experts * c.expert_ffn_dim : 0, "--shared-experts x --expert-ffn-dim"}};
+    for (auto [n, flag] : rows)
+      if ((n / tp) % G != 0)
+        return cat("--qat-group-size ", G, " does not divide ", flag, " / --tp = ", n / tp,
+                   " (the rows of a row-parallel weight each tp rank holds)");
+  }
   return "";
 }
 
@@ -193,7 +207,7 @@ void init_unit_params(float* buf, const ParamTable& t, int unit, uint64_t seed) 
                     (p.row0 + r) * full_cols + p.col0);
     }
   }
-  init_unit_step_sizes(t, unit, buf);
+  init_unit_step_sizes(t, unit, buf, nullptr, /*mse=*/false);
 }
 
 namespace {

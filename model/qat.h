@@ -37,8 +37,13 @@ inline bool qat_trained_at(const QatConfig& q, int64_t step) {
 }
 
 // Step sizes of unit u's quantized weights from the weights themselves (QAT's start), in a unit
-// buffer laid out as `t` lays out unit u (the MSE-best of init_step_sizes, per group).
-void init_unit_step_sizes(const ParamTable& t, int u, float* unit_buf);
+// buffer laid out as `t` lays out unit u: the MSE-best of init_step_sizes per group, or (!mse)
+// absmax / qp, what a new model starts with until its QAT start initialises them.
+// With `tp` (the model's hook; collective over its ranks) a row-parallel slice's per-channel step
+// sizes come from the whole weight.
+class TensorParallelHook;
+void init_unit_step_sizes(const ParamTable& t, int u, float* unit_buf,
+                          TensorParallelHook* tp = nullptr, bool mse = true);
 
 // The group size G of quantized weight p (input rows per step size) in this rank's slice.
 inline int qat_group(const ParamTable& t, const ParamSpec& p) {

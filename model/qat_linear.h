@@ -19,6 +19,10 @@ inline void qat_input(Model& m, float* x, int64_t n, int d) {
   if (m.qat.active) fake_quant_rows(x, n, d);
 }
 
+// The input of a row-parallel linear (att for wo, a SwiGLU output for w2), in place: under tp a
+// rank holds some columns of every row, so each row's absmax is the largest over the tp ranks.
+void qat_input_split(Model& m, float* x, int64_t n, int d);
+
 // out[n, o] (=, or +=) x W for block linear w: in integer mode int8 x int8 on its levels.
 void qat_linear_forward(Model& m, int w, float* out, const float* x, int n, int in, int o,
                         bool accumulate = false);

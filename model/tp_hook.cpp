@@ -4,9 +4,10 @@
 namespace zt {
 
 const char* tp_point_name(TpPoint p) {
-  static const char* names[] = {
-      "embed_out", "attn_out", "ffn_out", "attn_dinput", "ffn_dinput", "moe_dgates", "head_dinput",
-      "norm_grad", "attn_in",  "ffn_in",  "head_in",     "ffn_dout",   "attn_dout",  "embed_dout"};
+  static const char* names[] = {"embed_out",      "attn_out",   "ffn_out",     "attn_dinput",
+                                "ffn_dinput",     "moe_dgates", "head_dinput", "norm_grad",
+                                "qat_scale_grad", "attn_in",    "ffn_in",      "head_in",
+                                "ffn_dout",       "attn_dout",  "embed_dout"};
   return names[(int)p];
 }
 

@@ -18,14 +18,15 @@
 namespace zt {
 
 enum class TpPoint : uint8_t {
-  embed_out,    // forward: the embedding lookup (each rank has its vocabulary rows)
-  attn_out,     // forward: att Wo
-  ffn_out,      // forward: the FFN's output (dense; experts + shared in MoE blocks)
-  attn_dinput,  // backward: dL/d(attention norm output) from wq / wk / wv
-  ffn_dinput,   // backward: dL/d(FFN norm output) from w1 / w3 (not the replicated router)
-  moe_dgates,   // backward: dL/d(gates), from the partial expert outputs
-  head_dinput,  // backward: dL/d(final norm output) from the head's vocabulary slice
-  norm_grad,    // backward, sequence parallel: a norm gain's gradient from this rank's tokens
+  embed_out,       // forward: the embedding lookup (each rank has its vocabulary rows)
+  attn_out,        // forward: att Wo
+  ffn_out,         // forward: the FFN's output (dense; experts + shared in MoE blocks)
+  attn_dinput,     // backward: dL/d(attention norm output) from wq / wk / wv
+  ffn_dinput,      // backward: dL/d(FFN norm output) from w1 / w3 (not the replicated router)
+  moe_dgates,      // backward: dL/d(gates), from the partial expert outputs
+  head_dinput,     // backward: dL/d(final norm output) from the head's vocabulary slice
+  norm_grad,       // backward, sequence parallel: a norm gain's gradient from this rank's tokens
+  qat_scale_grad,  // backward, QAT: per-channel step sizes' gradient from a row-parallel slice
   // sequence parallel, the gathers of the rank's tokens
   attn_in,     // forward: the attention norm's output, for wq / wk / wv
   ffn_in,      // forward: the FFN norm's output, for w1 / w3 and the router

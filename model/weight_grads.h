@@ -6,6 +6,7 @@
 
 #include "model/acts.h"
 #include "model/ops/quant_ops.h"
+#include "model/tp_hook.h"
 
 namespace zt {
 
@@ -16,9 +17,19 @@ inline void run_weight_grad(float* dw, const float* x, const float* dout, int n,
     linear_backward_weight(dw, dout, x, n, in, out);
     return;
   }
-  Buffer<float> g((size_t)in * out, MemCategory::buffers);  // zeroed
-  linear_backward_weight(g.data(), dout, x, n, in, out);
-  fake_quant_weight_backward(dw, q.ds, g.data(), q.w, q.s, in, out, q.group, q.qp);
+  // dL/dq(w) of this product alone, into scratch kept for the next product (the weights of one
+  // block at most: the largest is the scratch's size).
+  static thread_local Buffer<float> scratch;
+  float* g = room(scratch, (int64_t)in * out, MemCategory::buffers);
+  matmul(g, x, dout, in, out, n, /*trans_a=*/true, /*trans_b=*/false);  // =, not +=
+  if (!q.sum) {
+    fake_quant_weight_backward(dw, q.ds, g, q.w, q.s, in, out, q.group, q.qp, q.shared);
+    return;
+  }
+  std::vector<float> ds((size_t)out, 0.0f);  // per channel: [out]
+  fake_quant_weight_backward(dw, ds.data(), g, q.w, q.s, in, out, q.group, q.qp, q.shared);
+  q.sum->sum_partial(TpPoint::qat_scale_grad, q.layer, ds.data(), out).wait();
+  for (int o = 0; o < out; ++o) q.ds[o] += ds[o];
 }
 
 // dw[in, out] += x^T dout, now, or (defer) kept in `jobs`. A kept job copies the operand that the

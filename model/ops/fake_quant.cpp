@@ -19,7 +19,7 @@ inline float step(float s) { return std::max(s, kMinStep); }
 inline float limit(int qp) { return (float)qp * (1.0f + 1e-6f); }
 inline float level(float v, int qp) { return std::clamp(std::nearbyint(v), -(float)qp, (float)qp); }
 
-// Rows [r0, r1) of w: f(i, o, v = w / s, s) for every element.
+// Rows [r0, r1) of w: f(i, o, v = w / s, s) for every element (the cold paths).
 template <typename F>
 inline void for_rows(const float* w, const float* s, int r0, int r1, int out, int G, F&& f) {
   for (int i = r0; i < r1; ++i) {
@@ -32,10 +32,66 @@ inline void for_rows(const float* w, const float* s, int r0, int r1, int out, in
   }
 }
 
+// The hot loops, compiled per ISA (runtime/isa.h): nearbyint is one instruction from SSE4.1 on.
 ZT_DISPATCH void fake_quant_span(float* q, const float* w, const float* s, int r0, int r1, int out,
                                  int G, int qp) {
-  for_rows(w, s, r0, r1, out, G,
-           [&](int i, int o, float v, float so) { q[(int64_t)i * out + o] = level(v, qp) * so; });
+  const float lo = -(float)qp, hi = (float)qp;
+  for (int i = r0; i < r1; ++i) {
+    const float* sg = s + (int64_t)(i / G) * out;
+    const float* wr = w + (int64_t)i * out;
+    float* qr = q + (int64_t)i * out;
+#pragma omp simd
+    for (int o = 0; o < out; ++o) {
+      const float so = std::max(sg[o], kMinStep);
+      qr[o] = std::min(std::max(std::nearbyint(wr[o] / so), lo), hi) * so;
+    }
+  }
+}
+
+ZT_DISPATCH void lsq_group(float* dw, float* dsg, const float* g, const float* w, const float* sg,
+                           int r0, int r1, int out, int qp, float gscale) {
+  const float lim = limit(qp), fq = (float)qp;
+  for (int i = r0; i < r1; ++i) {
+    const float* gr = g + (int64_t)i * out;
+    const float* wr = w + (int64_t)i * out;
+    float* dwr = dw + (int64_t)i * out;
+#pragma omp simd
+    for (int o = 0; o < out; ++o) {
+      const float so = std::max(sg[o], kMinStep), v = wr[o] / so;
+      const bool inside = std::fabs(v) <= lim;
+      const float dq = inside ? std::nearbyint(v) - v : (v < 0 ? -fq : fq);
+      dwr[o] += inside ? gr[o] : 0.0f;
+      dsg[o] += gscale * gr[o] * dq;
+    }
+  }
+}
+
+ZT_DISPATCH float absmax_span(const float* x, int d) {
+  float m = 0;
+#pragma omp simd reduction(max : m)
+  for (int j = 0; j < d; ++j) m = std::max(m, std::fabs(x[j]));
+  return m;
+}
+
+ZT_DISPATCH void fake_quant_row(float* x, int d, float st) {
+#pragma omp simd
+  for (int j = 0; j < d; ++j)
+    x[j] = std::min(std::max(std::nearbyint(x[j] / st), -127.0f), 127.0f) * st;
+}
+
+ZT_DISPATCH void error_row(const float* w, const float* s, int out, int qp, float& diff,
+                           float& abs_w, int& clipped) {
+  const float lim = limit(qp), fq = (float)qp;
+  float d = 0, a = 0;
+  int c = 0;
+#pragma omp simd reduction(+ : d, a, c)
+  for (int o = 0; o < out; ++o) {
+    const float so = std::max(s[o], kMinStep), v = w[o] / so;
+    d += std::fabs(w[o] - std::min(std::max(std::nearbyint(v), -fq), fq) * so);
+    a += std::fabs(w[o]);
+    c += std::fabs(v) > lim;
+  }
+  diff = d, abs_w = a, clipped = c;
 }
 
 }  // namespace
@@ -49,25 +105,14 @@ void fake_quant_weight(float* q, const float* w, const float* s, int in, int out
 }
 
 void fake_quant_weight_backward(float* dw, float* ds, const float* g, const float* w,
-                                const float* s, int in, int out, int G, int qp) {
-  const float gscale = 1.0f / std::sqrt((float)G * (float)qp);
+                                const float* s, int in, int out, int G, int qp, int shared) {
+  const float gscale = 1.0f / std::sqrt((float)(shared > 0 ? shared : G) * (float)qp);
   const int groups = in / G;
   // Groups over threads: each thread owns its groups' step-size gradients.
 #pragma omp parallel for schedule(static) if ((int64_t)in * out > (1 << 16))
-  for (int gi = 0; gi < groups; ++gi) {
-    float* dsg = ds + (int64_t)gi * out;
-    for_rows(w, s, gi * G, (gi + 1) * G, out, G, [&](int i, int o, float v, float) {
-      const int64_t at = (int64_t)i * out + o;
-      if (v < -limit(qp)) {
-        dsg[o] -= gscale * g[at] * (float)qp;
-      } else if (v > limit(qp)) {
-        dsg[o] += gscale * g[at] * (float)qp;
-      } else {
-        dw[at] += g[at];
-        dsg[o] += gscale * g[at] * (std::nearbyint(v) - v);
-      }
-    });
-  }
+  for (int gi = 0; gi < groups; ++gi)
+    lsq_group(dw, ds + (int64_t)gi * out, g, w, s + (int64_t)gi * out, gi * G, (gi + 1) * G, out,
+              qp, gscale);
 }
 
 void quantize_weight(int8_t* wi, const float* w, const float* s, int in, int out, int G, int qp) {
@@ -117,26 +162,27 @@ void quantize_rows(int8_t* xi, float* sx, const float* x, int64_t n, int d) {
   }
 }
 
-void fake_quant_rows(float* x, int64_t n, int d) {
+void row_absmax(float* amax, const float* x, int64_t n, int d) {
+#pragma omp parallel for schedule(static) if (n * d > (1 << 16))
+  for (int64_t r = 0; r < n; ++r) amax[r] = absmax_span(x + r * d, d);
+}
+
+void fake_quant_rows(float* x, int64_t n, int d, const float* given) {
 #pragma omp parallel for schedule(static) if (n * d > (1 << 16))
   for (int64_t r = 0; r < n; ++r) {
-    float* xr = x + r * d;
-    float amax = 0;
-    for (int j = 0; j < d; ++j) amax = std::max(amax, std::fabs(xr[j]));
-    if (amax == 0) continue;
-    const float st = amax / 127.0f;
-    for (int j = 0; j < d; ++j) xr[j] = level(xr[j] / st, 127) * st;
+    const float amax = given ? given[r] : absmax_span(x + r * d, d);
+    if (amax > 0) fake_quant_row(x + r * d, d, amax / 127.0f);
   }
 }
 
 void add_quant_error(QuantError& e, const float* w, const float* s, int in, int out, int G,
                      int qp) {
-  for_rows(w, s, 0, in, out, G, [&](int i, int o, float v, float so) {
-    const float x = w[(int64_t)i * out + o];
-    e.abs_diff += std::fabs(x - level(v, qp) * so);
-    e.abs_w += std::fabs(x);
-    e.clipped += std::fabs(v) > limit(qp);
-  });
+  for (int i = 0; i < in; ++i) {
+    float diff = 0, abs_w = 0;
+    int clipped = 0;
+    error_row(w + (int64_t)i * out, s + (int64_t)(i / G) * out, out, qp, diff, abs_w, clipped);
+    e.abs_diff += diff, e.abs_w += abs_w, e.clipped += clipped;
+  }
   e.count += (int64_t)in * out;
 }
 

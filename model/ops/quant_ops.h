@@ -23,9 +23,10 @@ constexpr float kMinStep =
 
 // q [in, out] = q(w); q may alias w.
 void fake_quant_weight(float* q, const float* w, const float* s, int in, int out, int G, int qp);
-// dw, ds += the LSQ gradients given g [in, out] = dL/dq(w).
+// dw, ds += the LSQ gradients given g [in, out] = dL/dq(w). `shared`: how many weights share a
+// step size, for gscale (0: G; a tensor-parallel slice of a column has G = its rows of it).
 void fake_quant_weight_backward(float* dw, float* ds, const float* g, const float* w,
-                                const float* s, int in, int out, int G, int qp);
+                                const float* s, int in, int out, int G, int qp, int shared = 0);
 // The integer levels round(w / s) clamped, as stored by an export.
 void quantize_weight(int8_t* wi, const float* w, const float* s, int in, int out, int G, int qp);
 
@@ -34,8 +35,11 @@ void quantize_weight(int8_t* wi, const float* w, const float* s, int in, int out
 // (post-training quantization). An all-zero group gets kMinStep.
 void init_step_sizes(float* s, const float* w, int in, int out, int G, int qp, bool mse);
 
-// x [n, d] fake-quantized to int8 per row, in place.
-void fake_quant_rows(float* x, int64_t n, int d);
+// x [n, d] fake-quantized to int8 per row, in place; with amax [n], each row's absmax given (a
+// row split over tensor-parallel ranks: the largest over all of them).
+void fake_quant_rows(float* x, int64_t n, int d, const float* amax = nullptr);
+// Each row's absmax [n].
+void row_absmax(float* amax, const float* x, int64_t n, int d);
 // Its integer form: xi [n, d] and the row scales sx [n] (x = xi * sx).
 void quantize_rows(int8_t* xi, float* sx, const float* x, int64_t n, int d);
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quantization-aware training as a user runs it (SPEC section 7): int4 QAT starting mid-run under
-# dp 2 at every ZeRO stage, with NVMe offload, under pp 2 (zero-bubble schedule) and ep 2
-# reproduces the single process with the same global batch (losses within 1e-5 relative); the
-# metrics carry the "qat" object; a run resumed before, at and after the QAT start, and from a
-# checkpoint trained without QAT, equals the uninterrupted run; the quantized export (I8 + F32
-# scales) evaluates like its checkpoint through integer matmuls (rel 1e-3), generates text, and on
-# a checkpoint trained without QAT is post-training quantization; bad QAT flags are one line each.
+# dp 2 at every ZeRO stage, with NVMe offload, under pp 2 (zero-bubble schedule), ep 2, tp 2
+# (with sequence parallelism, with pp), and int8 under tp 2 reproduces the single process with
+# the same global batch (losses within 1e-7 relative before the QAT start, 1e-4 after it: see
+# below); the metrics carry the "qat" object; a run resumed before, at and after the QAT start,
+# and from a checkpoint trained without QAT, equals the uninterrupted run, and a tp x pp
+# checkpoint resumes as dp 2 at ZeRO-3; the quantized export (I8 + F32 scales) evaluates like its
+# checkpoint through integer matmuls (rel 1e-3), generates text, and on a checkpoint trained
+# without QAT is post-training quantization; bad QAT flags are one line each.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
@@ -26,16 +28,30 @@ run off 2 "${Q[@]}" --grad-accum 2 --zero-stage 3 --offload-optimizer nvme --off
   --nvme-dir "$WORK/nvme" --nvme-buffer-mb 4
 run pp 2 "${Q[@]}" --grad-accum 4 --pp 2 --pp-schedule zb
 run ep 2 "${Q[@]}" --grad-accum 2 --ep 2 --zero-stage 3
+run tp 2 "${Q[@]}" --grad-accum 4 --tp 2
+run tpsp 4 "${Q[@]}" --grad-accum 2 --tp 2 --sequence-parallel on --zero-stage 3
+run tppp 4 "${Q[@]}" --grad-accum 4 --tp 2 --pp 2 --pp-schedule zb --ckpt-dir "$WORK/tppp.ck" --ckpt-every 6
+run relayout 2 "${Q[@]}" --grad-accum 2 --zero-stage 3 --resume "$WORK/tppp.ck/step_00000006"
+# int8: per-channel step sizes, whole on every tp rank for the row-parallel wo and w2
+Q8=(--qat int8 --qat-start-step 4)
+"$ZT" train "${C[@]}" "${Q8[@]}" --grad-accum 4 --metrics "$WORK/ref8.jsonl" >"$WORK/ref8.log" 2>&1 ||
+  fail "single process int8: $(tail -n 3 "$WORK/ref8.log")"
+run tp8 4 "${Q8[@]}" --grad-accum 2 --tp 2 --zero-stage 2
 python3 - "$WORK" <<'PY' || fail "QAT losses or metrics wrong"
 import json, sys, os
 d = sys.argv[1]
 rows = lambda f: [o for o in map(json.loads, open(os.path.join(d, f))) if 'loss' in o]
 ref = rows('ref.jsonl')
-for f in ['z0', 'z1', 'z2', 'z3', 'off', 'pp', 'ep']:
+for f, r in [(f, ref) for f in ['z0', 'z1', 'z2', 'z3', 'off', 'pp', 'ep', 'tp', 'tpsp', 'tppp']] + \
+        [('tp8', rows('ref8.jsonl'))]:
     got = rows(f + '.jsonl')
-    worst = max(abs(a['loss'] - b['loss']) / b['loss'] for a, b in zip(got, ref))
-    assert len(got) == len(ref) == 10 and worst <= 1e-5, f'{f}: {worst}'
-    print(f'QAT {f} vs single process: {worst:.1e}')
+    assert len(got) == len(r) == 10, f
+    rel = [abs(a['loss'] - b['loss']) / b['loss'] for a, b in zip(got, r)]
+    # Before the QAT start the layouts agree as without QAT (1e-7); from it on, a weight within
+    # an ulp of a rounding boundary may round the other way under another reduction order, and
+    # the difference grows step by step (without QAT the same runs agree to 1e-10): 1e-4.
+    assert max(rel[:4]) <= 1e-7 and max(rel[4:]) <= 1e-4, f'{f}: {rel}'
+    print(f'QAT {f} vs single process: before the start {max(rel[:4]):.1e}, after {max(rel[4:]):.1e}')
 for o in ref:
     q = o['qat']
     assert q['bits'] == 'int4' and q['group_size'] == 16 and q['active'] == (o['step'] > 4), o
@@ -44,6 +60,13 @@ for o in ref:
     else:
         assert 'rel_error' not in q, q
 assert rows('z0.jsonl')[-1]['qat']['rel_error'] > 0
+# A tp x pp checkpoint past the start (step sizes split by columns, by rows, or whole) resumed as
+# dp 2 at ZeRO-3 continues the run it left (the same 1e-4 as above).
+a, b = rows('tppp.jsonl')[6:], rows('relayout.jsonl')
+assert [o['step'] for o in b] == [7, 8, 9, 10], b
+worst = max(abs(x['loss'] - y['loss']) / y['loss'] for x, y in zip(b, a))
+assert worst <= 1e-4, worst
+print(f'QAT tp x pp checkpoint resumed as dp 2 ZeRO-3: {worst:.1e}')
 PY
 # Resumed before (2), at (4) and after (6) the QAT start; from a run trained without QAT (4).
 for s in 2 4 6; do
@@ -98,7 +121,7 @@ T=(train --data "$WORK/data" $L4 --steps 2)
 expect_error "--qat must be one of none, int8, int4, int2 (got 'int3')" "$ZT" "${T[@]}" --qat int3
 expect_error "--qat-group-size 48 does not divide the input size 64 (--model-dim)" "$ZT" "${T[@]}" --qat int2 --qat-group-size 48
 expect_error "--qat-start-step must be >= 0" "$ZT" "${T[@]}" --qat int8 --qat-start-step -1
-expect_error "--qat with --tp > 1 is not implemented" "$ZT" "${T[@]}" --qat int8 --tp 2
+expect_error "--qat-group-size 32 does not divide --ffn-dim / --tp = 48" "$ZT" "${T[@]}" --qat int4 --tp 2
 expect_error "--quantized writes model.safetensors" "$ZT" export --ckpt "$WORK/ref.ck" --out "$WORK/q.h5" --quantized
 expect_error "did not train with QAT" "$ZT" export --ckpt "$WORK/plain.ck" --out "$WORK/n.safetensors" --quantized
 expect_error "--qat-group-size is only used with --quantized" "$ZT" export --ckpt "$WORK/ref.ck" --out "$WORK/n.safetensors" --qat-group-size 16
