@@ -121,7 +121,7 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
     ParamSpec& s = t.params.back();
     s.decay = false;
     s.qweight = w;
-    s.lr_scale = 1.0f / (float)q.qp();
+    s.lr_scale = kQatStepLr / (float)q.qp();
     t.params[w].qscale = (int)t.params.size() - 1;
   };
   // What a linear and its step sizes add to a logical unit (another rank's experts).

@@ -4,7 +4,7 @@
 // Parameters are grouped into units, the grain ZeRO gathers, partitions and reduces; a unit's
 // parameters are laid out back to back in one flat buffer (offsets are element offsets inside it).
 // With QAT every block linear's weight is followed by its step sizes `<weight>.qscale` in the same
-// unit (initialised from the weight, no decay, lr / Qp: their size is about 1/Qp of the weights').
+// unit (initialised from the weight, no decay, lr x kQatStepLr / Qp: docs/qat.md).
 // Units in forward order:
 //   embed            the embedding
 //   block l          attention, norms, and the dense FFN, or the router and the shared expert
@@ -45,6 +45,10 @@ struct ExpertSlice {
   int count(int experts) const { return experts / size; }  // experts per rank
   int first(int experts) const { return rank * count(experts); }
 };
+
+// The step sizes' lr multiplier, over Qp: a step size is about 1/Qp of its weights' size, and its
+// gradient sums a group's, so Adam moves it further per step than a weight (measured: docs/qat.md).
+constexpr float kQatStepLr = 0.1f;
 
 struct ParamSpec {
   std::string name;    // SPEC name, e.g. "blocks.1.moe.experts.3.w2"

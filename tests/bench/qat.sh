@@ -54,6 +54,6 @@ for row in sys.argv[3:]:
     ptq, q, fq, q_s = float(ptq), float(q), float(fq), float(q_s)
     gap = ptq - fp
     closed = f'{(ptq - q) / gap:.0%}' if gap > 0.005 else 'no gap'
-    print(f'| {name} | {ptq:.4f} (+{gap:.4f}) | {q:.4f} | {q - fp:+.4f} | {closed} | {abs(q - fq) / fq:.1e} | '
+    print(f'| {name} | {ptq:.4f} ({gap:+.4f}) | {q:.4f} | {q - fp:+.4f} | {closed} | {abs(q - fq) / fq:.1e} | '
           f'{base / tps(name):.2f}x | {fp_s / q_s:.2f}x |')
 PY

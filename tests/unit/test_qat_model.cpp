@@ -46,7 +46,7 @@ TEST(QatModel, StepSizesFollowEveryBlockLinear) {
       EXPECT_EQ(p.unit, w.unit);
       EXPECT_EQ(p.shape, (Shape{w.shape[0] / 8, w.shape[1]}));
       EXPECT_FALSE(p.decay);
-      EXPECT_EQ(p.lr_scale, 1.0f / 7);
+      EXPECT_EQ(p.lr_scale, kQatStepLr / 7);
       ++linears;
       continue;
     }
