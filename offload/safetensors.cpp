@@ -38,7 +38,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   if (!h.is_object()) fail("'", path, "' has a safetensors header that is not a JSON object");
   f.data_start_ = 8 + (int64_t)n;
   const int64_t data = size - f.data_start_;
-  for (auto& [name, e] : h.items()) {
+  for (auto& item : h.items()) {
+    const std::string name = item.key();  // (a structured binding cannot be captured: clang 14)
+    nlohmann::json& e = item.value();
     if (name == "__metadata__") {
       if (!e.is_object()) fail("'", path, "': __metadata__ is not an object");
       f.metadata_ = e;

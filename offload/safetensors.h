@@ -23,6 +23,7 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const nlohmann::json& metadata() const { return metadata_; }  // string values
   const SafeTensor* find(const std::string& name) const;        // null if absent
+  const std::map<std::string, SafeTensor>& tensors() const { return tensors_; }
   // Reads tensor `name` into dst, which holds shape's elements of dtype (throws naming the file
   // and the tensor when it is absent or has another dtype or shape).
   void read(const std::string& name, const char* dtype, const Shape& shape, void* dst) const;
