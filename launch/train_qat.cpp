@@ -59,6 +59,7 @@ void prepare_qat_step(TrainRun& r, bool measure) {
 
 QuantError end_qat_step(TrainRun& r) {
   r.model->qat.measure = false;
+  r.model->qat.grad_scratch.reset(0, MemCategory::buffers);
   return r.model->qat.error;
 }
 

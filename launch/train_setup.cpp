@@ -176,7 +176,9 @@ void load_training_state(TrainRun& r, const std::string& from, bool verify) {
       true, &r.state, verify, r.model->owned);
   // QAT step sizes: trained ones if the checkpoint's QAT had the same shapes and had started.
   const QatConfig saved = man.at("config").get<ModelConfig>().qat, &now = o.model.qat;
-  r.qat_ready = qat_scales_match(saved, now) && qat_trained_at(saved, r.state.step);
+  // (Not when this run's QAT starts later: AdamW's moments would move them until then.)
+  r.qat_ready = qat_scales_match(saved, now) && qat_trained_at(saved, r.state.step) &&
+                qat_active_at(now, r.state.step);
   if (r.rank0())
     std::printf("zerotrain train: resuming from %s (step %lld)\n", from.c_str(),
                 (long long)r.state.step);

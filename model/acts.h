@@ -27,6 +27,7 @@ struct WeightQuant {
   // the tensor-parallel ranks, summed through this hook before it is added.
   TensorParallelHook* sum = nullptr;
   int layer = -1;
+  Buffer<float>* scratch = nullptr;  // room for the product's dL/dq(w) (the model's, kept)
 };
 struct WeightGradJob {
   float* dw;

@@ -53,7 +53,8 @@ struct QatState {
   std::vector<std::vector<int8_t>> level;  // [params] integer mode: the weights' int8 levels
   std::vector<int8_t> xi;                  // integer mode: a linear's int8 input
   std::vector<float> sx;                   // ... and its row scales
-  bool measure = false;  // add each fake-quantized weight's error to `error` (metrics)
+  Buffer<float> grad_scratch;  // dL/dq(w) of one weight-gradient product (weight_grads.h)
+  bool measure = false;        // add each fake-quantized weight's error to `error` (metrics)
   QuantError error;
 };
 

@@ -87,7 +87,10 @@ ParamTable build_param_table(const ModelConfig& c, TensorSlice tp, ExpertSlice e
     Shape shape = full;
     const bool by_rows = split == Split::row || (split == Split::vocab && p.name == "embed");
     if (split != Split::none) {
-      const int dim = by_rows ? 0 : 1;
+      // A vector ([out]: per-channel step sizes of a column-parallel weight) is one row of
+      // columns: its only dimension is the columns.
+      ZT_CHECK(full.size() == 2 || !by_rows, p.name, ": a vector cannot split by rows");
+      const int dim = by_rows || full.size() == 1 ? 0 : 1;
       shape[dim] = full[dim] / tp.size;
       (by_rows ? p.row0 : p.col0) = shape[dim] * tp.rank;
     }

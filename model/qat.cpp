@@ -78,6 +78,7 @@ void qat_weight_grad(Model& m, std::vector<WeightGradJob>& jobs, bool defer, int
     const ParamSpec& sp = m.table.params[p.qscale];
     q = {m.param(w), m.param(p.qscale), m.grad(p.qscale), qat_group(m.table, p), m.table.qat.qp()};
     q.shared = m.table.qat.group_rows((int)p.full_shape[0]);
+    q.scratch = &m.qat.grad_scratch;
     if (m.tp && p.split == Split::row && sp.split == Split::none) q.sum = m.tp, q.layer = p.layer;
   }
   weight_grad(jobs, defer, m.grad(w), x, dout, n, in, o, /*transient_x=*/false, q);

@@ -17,10 +17,9 @@ inline void run_weight_grad(float* dw, const float* x, const float* dout, int n,
     linear_backward_weight(dw, dout, x, n, in, out);
     return;
   }
-  // dL/dq(w) of this product alone, into scratch kept for the next product (the weights of one
-  // block at most: the largest is the scratch's size).
-  static thread_local Buffer<float> scratch;
-  float* g = room(scratch, (int64_t)in * out, MemCategory::buffers);
+  // dL/dq(w) of this product alone, into the model's scratch (kept for the next product, freed
+  // after the step: the largest weight's size).
+  float* g = room(*q.scratch, (int64_t)in * out, MemCategory::buffers);
   matmul(g, x, dout, in, out, n, /*trans_a=*/true, /*trans_b=*/false);  // =, not +=
   if (!q.sum) {
     fake_quant_weight_backward(dw, q.ds, g, q.w, q.s, in, out, q.group, q.qp, q.shared);

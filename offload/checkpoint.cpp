@@ -9,6 +9,7 @@
 #include <bit>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -563,7 +564,15 @@ static void load_safetensors(const std::string& path, Model& model) {
     }
   }
   model.qat.integer = integer;
-  const int64_t step = std::atoll(f.metadata().value("step", std::string("0")).c_str());
+  int64_t step = 0;
+  if (f.metadata().contains("step")) {
+    const nlohmann::json& v = f.metadata()["step"];
+    char* end = nullptr;
+    const std::string text = v.is_string() ? v.get<std::string>() : "";
+    step = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || step < 0)
+      fail("'", path, "' has a step in __metadata__ that is not a count: ", v.dump());
+  }
   model.qat.active = integer || qat_trained_at(model.cfg.qat, step);
 }
 

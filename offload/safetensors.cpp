@@ -60,8 +60,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (int64_t)1 << 40)
         bad("has a bad shape");
       t.shape.push_back(d.get<int64_t>());
+      if (t.shape.back() > 0 && numel > ((int64_t)1 << 40) / t.shape.back()) bad("has a bad shape");
       numel *= t.shape.back();
-      if (numel > (int64_t)1 << 40) bad("has a bad shape");
     }
     for (const auto& o : e["data_offsets"])
       if (!o.is_number_integer()) bad("has bad data_offsets");

@@ -36,7 +36,9 @@ run relayout 2 "${Q[@]}" --grad-accum 2 --zero-stage 3 --resume "$WORK/tppp.ck/s
 Q8=(--qat int8 --qat-start-step 4)
 "$ZT" train "${C[@]}" "${Q8[@]}" --grad-accum 4 --metrics "$WORK/ref8.jsonl" >"$WORK/ref8.log" 2>&1 ||
   fail "single process int8: $(tail -n 3 "$WORK/ref8.log")"
-run tp8 4 "${Q8[@]}" --grad-accum 2 --tp 2 --zero-stage 2
+run tp8 4 "${Q8[@]}" --grad-accum 2 --tp 2 --zero-stage 2 --ckpt-dir "$WORK/tp8.ck" --ckpt-every 6
+"$ZT" train "${C[@]}" "${Q8[@]}" --grad-accum 4 --resume "$WORK/tp8.ck/step_00000006" \
+  --metrics "$WORK/tp8one.jsonl" >"$WORK/tp8one.log" 2>&1 || fail "int8 tp checkpoint resumed: $(tail -n 3 "$WORK/tp8one.log")"
 python3 - "$WORK" <<'PY' || fail "QAT losses or metrics wrong"
 import json, sys, os
 d = sys.argv[1]
@@ -60,13 +62,16 @@ for o in ref:
     else:
         assert 'rel_error' not in q, q
 assert rows('z0.jsonl')[-1]['qat']['rel_error'] > 0
-# A tp x pp checkpoint past the start (step sizes split by columns, by rows, or whole) resumed as
-# dp 2 at ZeRO-3 continues the run it left (the same 1e-4 as above).
-a, b = rows('tppp.jsonl')[6:], rows('relayout.jsonl')
-assert [o['step'] for o in b] == [7, 8, 9, 10], b
-worst = max(abs(x['loss'] - y['loss']) / y['loss'] for x, y in zip(b, a))
-assert worst <= 1e-4, worst
-print(f'QAT tp x pp checkpoint resumed as dp 2 ZeRO-3: {worst:.1e}')
+# A tp x pp checkpoint past the start (step sizes split by columns, by rows) resumed as dp 2 at
+# ZeRO-3 continues the run it left (the same 1e-4 as above).
+# The same for int8's per-channel step sizes (split by columns, or whole) resumed on one process.
+for full, part, what in [('tppp', 'relayout', 'tp x pp checkpoint resumed as dp 2 ZeRO-3'),
+                         ('tp8', 'tp8one', 'int8 tp 2 checkpoint resumed on one process')]:
+    a, b = rows(full + '.jsonl')[6:], rows(part + '.jsonl')
+    assert [o['step'] for o in b] == [7, 8, 9, 10], b
+    worst = max(abs(x['loss'] - y['loss']) / y['loss'] for x, y in zip(b, a))
+    assert worst <= 1e-4, (what, worst)
+    print(f'QAT {what}: {worst:.1e}')
 PY
 # Resumed before (2), at (4) and after (6) the QAT start; from a run trained without QAT (4).
 for s in 2 4 6; do

@@ -61,6 +61,27 @@ TEST(QatModel, StepSizesFollowEveryBlockLinear) {
   const ParamTable t8 = build_param_table(qat_config(QatBits::int8, 8));
   EXPECT_EQ(t8.params[t8.params[t8.find("blocks.0.attn.wq")].qscale].shape, (Shape{16}))
       << "int8 is per output channel";
+  // Under tp: per-channel step sizes of a column-parallel weight split with its columns, those of
+  // a row-parallel one are whole; groups of a row-parallel weight split with its rows.
+  for (QatBits bits : {QatBits::int8, QatBits::int4}) {
+    ModelConfig c = qat_config(bits, 4);
+    c.vocab = 30;
+    for (int r = 0; r < 2; ++r) {
+      const ParamTable s = build_param_table(c, TensorSlice{2, r});
+      const ParamSpec& q = s.at("blocks.0.attn.wq.qscale");
+      const ParamSpec& o = s.at("blocks.0.attn.wo.qscale");
+      EXPECT_EQ(q.numel * 2, q.full_numel);
+      EXPECT_EQ(q.col0, q.full_shape.back() / 2 * r);
+      EXPECT_EQ(q.shape.back(), q.full_shape.back() / 2);
+      if (bits == QatBits::int8) {
+        EXPECT_EQ(o.split, Split::none);
+        EXPECT_EQ(o.numel, o.full_numel);
+      } else {
+        EXPECT_EQ(o.split, Split::row);
+        EXPECT_EQ(o.row0, o.full_shape[0] / 2 * r);
+      }
+    }
+  }
   ModelConfig bad = qat_config(QatBits::int2, 16);  // 24 = --ffn-dim
   EXPECT_THROW(
       try { bad.validate(); } catch (const Error& e) {
