@@ -1,6 +1,6 @@
 // The layer-level model API (model/layers.h) as a schedule uses it:
 //  - the weight half of backward kept and run later (in another order) gives the same bits as
-//    running it at once;
+//    running it at once (with QAT too);
 //  - activations belong to the caller: two microbatches in flight in two Acts, forward both, then
 //    backward both, give each microbatch's own loss and the sum of their gradients;
 //  - the tensor-parallel hook is called at every sum of the Megatron layout (four per block, the
@@ -40,11 +40,14 @@ std::vector<float> all_grads(Model& m) {
 }
 
 TEST(Layers, DeferredWeightPassGivesTheSameBits) {
-  for (bool untie : {false, true}) {
-    ModelConfig c = layers_config(untie);
+  // Tied, untied, and with QAT on (the deferred products run LSQ too: model/qat.h).
+  for (int variant : {0, 1, 2}) {
+    ModelConfig c = layers_config(variant == 1);
+    if (variant == 2) c.qat.bits = QatBits::int4, c.qat.group_size = 4;
     const int B = 2, T = c.seq_len;
     const std::vector<int32_t> tok = tokens(B, T, c.vocab, 1);
     Model now(c, 5), later(c, 5);
+    now.qat.active = later.qat.active = c.qat.on();
     test::ModelRun run(now);
     now.zero_grads();
     run.forward(tok.data(), B, T);
@@ -59,7 +62,7 @@ TEST(Layers, DeferredWeightPassGivesTheSameBits) {
     embed_backward(later, a);
     for (int l = 0; l < c.layers; ++l) block_backward_weight(later, l, a);  // other order
     head_backward_weight(later, a);
-    EXPECT_EQ(all_grads(later), all_grads(now)) << (untie ? "untied" : "tied");
+    EXPECT_EQ(all_grads(later), all_grads(now)) << variant;
   }
 }
 

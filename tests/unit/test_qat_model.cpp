@@ -1,6 +1,6 @@
 // QAT in the model (model/qat.h): the step-size parameters in the table, the fake-quantized
-// forward and its LSQ backward through the layers (deferred weight pass included), integer mode
-// against fake quant, and a model before its QAT start equal to the plain model.
+// forward and its LSQ backward through the layers (the deferred weight pass: test_layers.cpp),
+// integer mode against fake quant, and a model before its QAT start equal to the plain model.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,13 +25,6 @@ std::vector<int32_t> tokens(int B, int T, int V) {
   std::vector<int32_t> t((size_t)B * (T + 1));
   for (size_t i = 0; i < t.size(); ++i) t[i] = (int32_t)((i * 13 + 5) % V);
   return t;
-}
-
-std::vector<float> all_grads(Model& m) {
-  std::vector<float> g;
-  for (int u = 0; u < m.table.num_units(); ++u)
-    g.insert(g.end(), m.unit_grads[u], m.unit_grads[u] + m.table.unit_numel(u));
-  return g;
 }
 
 TEST(QatModel, StepSizesFollowEveryBlockLinear) {
@@ -137,28 +130,6 @@ TEST(QatModel, FakeQuantChangesTheLossAndTrainsTheStepSizes) {
     EXPECT_GT(scale_grads, 0) << qat_name(bits);
     for (const Buffer<float>& b : q.qat.fq) EXPECT_EQ(b.size(), 0u) << "released after the pass";
   }
-}
-
-TEST(QatModel, DeferredWeightPassGivesTheSameBits) {
-  const ModelConfig c = qat_config(QatBits::int4, 4);
-  const int B = 2, T = c.seq_len;
-  const std::vector<int32_t> tok = tokens(B, T, c.vocab);
-  Model now(c, 5), later(c, 5);
-  now.qat.active = later.qat.active = true;
-  test::ModelRun run(now);
-  now.zero_grads();
-  run.forward(tok.data(), B, T);
-  run.backward(0.5f);
-  later.zero_grads();
-  Acts a;
-  GradScratch s;
-  model_forward(later, a, tok.data(), B, T);
-  head_backward(later, a, s, 0.5f, /*defer_weights=*/true);
-  for (int l = c.layers - 1; l >= 0; --l) block_backward(later, l, a, s, 0.5f, true);
-  embed_backward(later, a);
-  for (int l = 0; l < c.layers; ++l) block_backward_weight(later, l, a);
-  head_backward_weight(later, a);
-  EXPECT_EQ(all_grads(later), all_grads(now));
 }
 
 TEST(QatModel, IntegerModeMatchesFakeQuant) {
