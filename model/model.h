@@ -51,6 +51,7 @@ struct QatState {
   bool integer = false;  // int8 weights and integer matmuls (eval of a quantized export)
   std::vector<Buffer<float>> fq;           // [params] fake-quantized weights of the blocks in use
   std::vector<std::vector<int8_t>> level;  // [params] integer mode: the weights' int8 levels
+  std::vector<Int8Packed> packed;          // [params] integer mode: them packed for VNNI, or empty
   std::vector<int8_t> xi;                  // integer mode: a linear's int8 input
   std::vector<float> sx;                   // ... and its row scales
   Buffer<float> grad_scratch;  // dL/dq(w) of one weight-gradient product (weight_grads.h)

@@ -66,6 +66,11 @@ void qat_linear_forward(Model& m, int w, float* out, const float* x, int n, int 
   m.qat.xi.resize((size_t)n * in);
   m.qat.sx.resize((size_t)n);
   quantize_rows(m.qat.xi.data(), m.qat.sx.data(), x, n, in);
+  if (w < (int)m.qat.packed.size() && !m.qat.packed[w].empty()) {
+    int8_linear_forward(out, m.qat.xi.data(), m.qat.sx.data(), m.qat.packed[w], m.param(p.qscale),
+                        n, accumulate);
+    return;
+  }
   int8_linear_forward(out, m.qat.xi.data(), m.qat.sx.data(), m.qat.level[w].data(),
                       m.param(p.qscale), n, in, o, qat_group(m.table, p), accumulate);
 }

@@ -564,6 +564,15 @@ static void load_safetensors(const std::string& path, Model& model) {
     }
   }
   model.qat.integer = integer;
+  if (integer) {  // the levels packed for the integer matmul's fastest kernel (when the CPU has it)
+    model.qat.packed.assign(t.params.size(), {});
+    for (size_t i = 0; i < t.params.size(); ++i) {
+      const ParamSpec& p = t.params[i];
+      if (p.qscale >= 0)
+        model.qat.packed[i] = pack_int8_weight(model.qat.level[i].data(), (int)p.shape[0],
+                                               (int)p.shape[1], qat_group(t, p));
+    }
+  }
   int64_t step = 0;
   if (f.metadata().contains("step")) {
     const nlohmann::json& v = f.metadata()["step"];

@@ -73,6 +73,12 @@ ZT_DISPATCH float absmax_span(const float* x, int d) {
   return m;
 }
 
+ZT_DISPATCH void quantize_row(int8_t* xi, const float* x, int d, float st) {
+#pragma omp simd
+  for (int j = 0; j < d; ++j)
+    xi[j] = (int8_t)std::min(std::max(std::nearbyint(x[j] / st), -127.0f), 127.0f);
+}
+
 ZT_DISPATCH void fake_quant_row(float* x, int d, float st) {
 #pragma omp simd
   for (int j = 0; j < d; ++j)
@@ -153,12 +159,9 @@ void init_step_sizes(float* s, const float* w, int in, int out, int G, int qp, b
 void quantize_rows(int8_t* xi, float* sx, const float* x, int64_t n, int d) {
 #pragma omp parallel for schedule(static) if (n * d > (1 << 16))
   for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * d;
-    float amax = 0;
-    for (int j = 0; j < d; ++j) amax = std::max(amax, std::fabs(xr[j]));
-    const float st = amax > 0 ? amax / 127.0f : 1.0f;
-    sx[r] = amax > 0 ? st : 0.0f;
-    for (int j = 0; j < d; ++j) xi[r * d + j] = (int8_t)level(xr[j] / st, 127);
+    const float amax = absmax_span(x + r * d, d);
+    sx[r] = amax > 0 ? amax / 127.0f : 0.0f;
+    quantize_row(xi + r * d, x + r * d, d, amax > 0 ? amax / 127.0f : 1.0f);
   }
 }
 

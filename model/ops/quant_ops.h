@@ -15,6 +15,7 @@
 // References for the tests: tests/unit/quant_ops_test.cpp (closed forms and an int64 GEMM).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace zt {
 
@@ -47,6 +48,22 @@ void quantize_rows(int8_t* xi, float* sx, const float* x, int64_t n, int d);
 // group's rows i of xi[r, i] * wi[i, o]), the inner sums in int32.
 void int8_linear_forward(float* y, const int8_t* xi, const float* sx, const int8_t* wi,
                          const float* s, int n, int in, int out, int G, bool accumulate);
+
+// The weight of int8_linear_forward packed for AVX-512 VNNI (vpdpbusd: 4 input rows by 16 output
+// columns per instruction), with each group's column sums (the activations go in as unsigned
+// x + 128, corrected by 128 x the sums). Empty when the CPU lacks VNNI or G is not a multiple of 4.
+struct Int8Packed {
+  int in = 0, out = 0, G = 0;
+  std::vector<int8_t> w;        // [in / 4][ceil(out / 16)][16][4]
+  std::vector<int32_t> colsum;  // [in / G][ceil(out / 16) x 16]: 128 x each group's column sum
+  bool empty() const { return w.empty(); }
+};
+bool int8_vnni_available();
+// `vnni` false: empty (the tests compare both paths).
+Int8Packed pack_int8_weight(const int8_t* wi, int in, int out, int G, bool vnni = true);
+// int8_linear_forward through a packed weight: the same integer sums, the same result.
+void int8_linear_forward(float* y, const int8_t* xi, const float* sx, const Int8Packed& w,
+                         const float* s, int n, bool accumulate);
 
 // What quantization does to w: sum |w - q(w)|, sum |w|, elements clipped (|w / s| > qp: the
 // straight-through gradient does not reach them).

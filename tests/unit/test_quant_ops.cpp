@@ -167,7 +167,8 @@ TEST(QuantOps, TokenQuantization) {
 TEST(QuantOps, Int8LinearIsExact) {
   std::mt19937 rng(10);
   std::uniform_int_distribution<int> lv(-127, 127);
-  for (auto [n, in, out, G] : {std::array<int, 4>{5, 32, 7, 8}, {3, 48, 9, 48}, {1, 16, 33, 4}}) {
+  for (auto [n, in, out, G] :
+       {std::array<int, 4>{5, 32, 7, 8}, {3, 48, 9, 48}, {1, 16, 33, 4}, {4, 64, 40, 64}}) {
     std::vector<int8_t> xi((size_t)n * in), wi((size_t)in * out);
     for (auto& v : xi) v = (int8_t)lv(rng);
     for (auto& v : wi) v = (int8_t)lv(rng);
@@ -189,6 +190,16 @@ TEST(QuantOps, Int8LinearIsExact) {
     std::vector<float> z((size_t)n * out, 0.0f);
     int8_linear_forward(z.data(), xi.data(), sx.data(), wi.data(), s.data(), n, in, out, G, true);
     EXPECT_EQ(y, z) << "= is += onto zeros";
+    // The VNNI kernel on the packed weight (where the CPU has it): the same integer sums.
+    const Int8Packed packed = pack_int8_weight(wi.data(), in, out, G);
+    EXPECT_EQ(packed.empty(), !int8_vnni_available() || G % 4 != 0);
+    EXPECT_TRUE(pack_int8_weight(wi.data(), in, out, G, /*vnni=*/false).empty());
+    if (!packed.empty()) {
+      std::vector<float> v = y0;
+      int8_linear_forward(v.data(), xi.data(), sx.data(), packed, s.data(), n, true);
+      for (size_t i = 0; i < v.size(); ++i)
+        ASSERT_NEAR(v[i], y0[i] + (z[i]), 1e-5 * std::fmax(1.0f, std::fabs(v[i]))) << i;
+    }
   }
 }
 
