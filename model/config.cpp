@@ -2,7 +2,6 @@
 #include "model/config.h"
 
 #include <nlohmann/json.hpp>
-#include <utility>
 
 #include "runtime/error.h"
 
@@ -53,17 +52,19 @@ void ModelConfig::validate() const {
   need(qat.group_size >= 0, "--qat-group-size must be >= 0 (got ", qat.group_size, ")");
   need(qat.start_step >= 0, "--qat-start-step must be >= 0 (got ", qat.start_step, ")");
   if (qat.on() && qat.bits != QatBits::int8 && qat.group_size > 0) {
-    // Every quantized weight's input size: d (q, k, v, o, every w1 / w3), the FFN hiddens (w2).
-    const std::pair<int, const char*> inputs[] = {
-        {model_dim, "--model-dim"},
-        {dense_layers > 0 ? ffn_dim : 0, "--ffn-dim"},
-        {has_moe ? expert_ffn_dim : 0, "--expert-ffn-dim"},
-        {has_moe ? shared_experts * expert_ffn_dim : 0, "--shared-experts x --expert-ffn-dim"}};
-    for (auto [in, flag] : inputs)
+    for (auto [in, flag] : quantized_inputs())
       need(in % qat.group_size == 0, "--qat-group-size ", qat.group_size,
            " does not divide the input size ", in, " (", flag,
            ") of a quantized weight; pick a size that divides every one, or 0 (per channel)");
   }
+}
+
+std::vector<ModelConfig::QuantizedInput> ModelConfig::quantized_inputs() const {
+  const bool moe = dense_layers < layers && experts > 0;
+  return {{model_dim, "--model-dim"},
+          {dense_layers > 0 ? ffn_dim : 0, "--ffn-dim"},
+          {moe ? expert_ffn_dim : 0, "--expert-ffn-dim"},
+          {moe ? shared_experts * expert_ffn_dim : 0, "--shared-experts x --expert-ffn-dim"}};
 }
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 namespace zt {
 
@@ -54,6 +55,13 @@ struct ModelConfig {
 
   int head_dim() const { return model_dim / heads; }
   bool is_moe(int layer) const { return layer >= dense_layers && experts > 0; }
+  // The input sizes of the quantized weights (QAT), each with the flag that sets it: d (q, k, v,
+  // o, every w1 / w3) and the FFN hiddens (the w2s); 0 for a kind the model does not have.
+  struct QuantizedInput {
+    int size;
+    const char* flag;
+  };
+  std::vector<QuantizedInput> quantized_inputs() const;
   void validate() const;  // throws zt::Error naming the flag
   // Parameter counts and FLOPs: model/params.h, count_params (they derive from the table).
 };

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <utility>
 
 #include "model/qat.h"
 #include "runtime/error.h"
@@ -52,12 +51,7 @@ std::string tensor_slice_error(const ModelConfig& c, int tp) {
   // QAT groups of a row-parallel weight (wo, every w2) split with its rows.
   const int G = c.qat.group_size;
   if (tp > 1 && c.qat.on() && c.qat.bits != QatBits::int8 && G > 0) {
-    const std::pair<int, const char*> rows[] = {
-        {c.model_dim, "--model-dim"},
-        {dense ? c.ffn_dim : 0, "--ffn-dim"},
-        {moe ? c.expert_ffn_dim : 0, "--expert-ffn-dim"},
-        {moe ? c.shared_experts * c.expert_ffn_dim : 0, "--shared-experts x --expert-ffn-dim"}};
-    for (auto [n, flag] : rows)
+    for (auto [n, flag] : c.quantized_inputs())  // the row-parallel weights' rows: these too
       if ((n / tp) % G != 0)
         return cat("--qat-group-size ", G, " does not divide ", flag, " / --tp = ", n / tp,
                    " (the rows of a row-parallel weight each tp rank holds)");

@@ -524,7 +524,8 @@ static ModelConfig safetensors_config(const SafetensorsFile& f) {
 }
 
 // A model.safetensors export: F32 tensors by name; a quantized export's I8 weights become the
-// integer levels of an integer-mode model (QatState::integer), their `.scale` its step sizes.
+// integer levels of an integer-mode model (QatState::integer), their `.scale` its step sizes (the
+// float weights of those linears are then not read: every pass takes the levels).
 static void load_safetensors(const std::string& path, Model& model) {
   const SafetensorsFile f = SafetensorsFile::open(path);
   const ParamTable& t = model.table;
@@ -533,7 +534,7 @@ static void load_safetensors(const std::string& path, Model& model) {
     const ParamSpec& p = t.params[i];
     float* dst = model.unit_params[p.unit] + p.offset;
     const SafeTensor* e = f.find(p.name);
-    if (p.qweight >= 0 && !f.find(p.name)) {  // a quantized export: the scales of its weight
+    if (p.qweight >= 0 && !e) {  // a quantized export: the scales of its weight
       const ParamSpec& w = t.params[p.qweight];
       f.read(w.name + ".scale", "F32", p.shape, dst);
       continue;
@@ -547,30 +548,16 @@ static void load_safetensors(const std::string& path, Model& model) {
     }
     f.read(p.name, "F32", p.shape, dst);
   }
-  if (integer) {
-    for (size_t i = 0; i < t.params.size(); ++i) {  // every quantized weight must be levels
+  model.qat.integer = integer;
+  if (integer) {  // every quantized weight as levels, packed for the fastest integer kernel here
+    model.qat.packed.assign(t.params.size(), {});
+    for (size_t i = 0; i < t.params.size(); ++i) {
       const ParamSpec& p = t.params[i];
       if (p.qscale < 0) continue;
       if (model.qat.level[i].empty())
         fail("'", path, "' holds some quantized weights as I8 but ", p.name, " as F32");
-      // The float weight as the levels say (what fake quant of it gives), for fp32 readers.
-      const float* s = model.unit_params[p.unit] + t.params[p.qscale].offset;
-      float* w = model.unit_params[p.unit] + p.offset;
-      const int in = (int)p.shape[0], out = (int)p.shape[1], g = qat_group(t, p);
-      for (int r = 0; r < in; ++r)
-        for (int o = 0; o < out; ++o)
-          w[(int64_t)r * out + o] =
-              model.qat.level[i][(size_t)r * out + o] * s[(int64_t)(r / g) * out + o];
-    }
-  }
-  model.qat.integer = integer;
-  if (integer) {  // the levels packed for the integer matmul's fastest kernel (when the CPU has it)
-    model.qat.packed.assign(t.params.size(), {});
-    for (size_t i = 0; i < t.params.size(); ++i) {
-      const ParamSpec& p = t.params[i];
-      if (p.qscale >= 0)
-        model.qat.packed[i] = pack_int8_weight(model.qat.level[i].data(), (int)p.shape[0],
-                                               (int)p.shape[1], qat_group(t, p));
+      model.qat.packed[i] = pack_int8_weight(model.qat.level[i].data(), (int)p.shape[0],
+                                             (int)p.shape[1], qat_group(t, p));
     }
   }
   int64_t step = 0;
