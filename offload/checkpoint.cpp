@@ -20,6 +20,7 @@
 
 #include "model/qat.h"
 #include "offload/checksum.h"
+#include "offload/export.h"
 #include "offload/hdf5.h"
 #include "offload/safetensors.h"
 #include "parallel/comm/gather.h"
@@ -575,10 +576,18 @@ static void load_safetensors(const std::string& path, Model& model) {
 ModelConfig checkpoint_model_config(const std::string& path) {
   if (is_safetensors_file(path)) return safetensors_config(SafetensorsFile::open(path));
   if (is_h5_file(path)) {
+    verify_h5_export(path);
     H5File f = H5File::open(path);
     if (!h5_attr_exists(f, "/", "config"))
       fail("'", path, "' is not a zerotrain model export (no config attribute)");
-    return nlohmann::json::parse(h5_read_attr_str(f, "/", "config")).get<ModelConfig>();
+    const nlohmann::json c =
+        nlohmann::json::parse(h5_read_attr_str(f, "/", "config"), nullptr, false);
+    if (!c.is_object()) fail("'", path, "' has a config that is not a JSON object");
+    try {
+      return c.get<ModelConfig>();
+    } catch (const nlohmann::json::exception& e) {
+      fail("'", path, "' has a damaged config: ", e.what());
+    }
   }
   return read_manifest(resolve_checkpoint(path)).at("config").get<ModelConfig>();
 }
@@ -600,6 +609,7 @@ void load_model_weights(const std::string& path, Model& model) {
     model.qat.active = qat_trained_at(model.cfg.qat, st.step);
     return;
   }
+  verify_h5_export(path);
   H5File f = H5File::open(path);
   for (const ParamSpec& p : model.table.params) {
     std::string ds = "params/" + p.name;

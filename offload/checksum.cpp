@@ -31,18 +31,19 @@ uint64_t fold_pages(const std::vector<uint64_t>& pages, uint64_t bytes) {
   return (h ^ bytes) * kPrime;
 }
 
-// The checksum of the file at `path` given the hashes of some of its pages (page index, hash):
-// the others are read from the file.
+// The checksum of the file at `path` from byte `base` on, given the hashes of some of its pages
+// (page index counted from `base`, hash): the others are read from the file.
 uint64_t page_checksum(const std::string& path,
-                       const std::vector<std::pair<int64_t, uint64_t>>& known) {
+                       const std::vector<std::pair<int64_t, uint64_t>>& known, int64_t base = 0) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) fail("cannot read '", path, "'");
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  const off_t bytes = ::lseek(fd, 0, SEEK_END);
-  if (bytes < 0) fail("cannot read '", path, "'");
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < base) fail("cannot read '", path, "'");
+  const int64_t bytes = end - base;
   const int64_t npages = (bytes + kPage - 1) / kPage;
   std::vector<uint64_t> hash(npages);
   std::vector<char> have(npages, 0);
@@ -59,7 +60,7 @@ uint64_t page_checksum(const std::string& path,
     while (j < npages && j - i < kRun && !have[j]) ++j;
     const int64_t want = std::min<int64_t>((j - i) * kPage, bytes - i * kPage);
     for (int64_t got = 0; got < want;) {
-      ssize_t n = ::pread(fd, buf.data() + got, (size_t)(want - got), i * kPage + got);
+      ssize_t n = ::pread(fd, buf.data() + got, (size_t)(want - got), base + i * kPage + got);
       if (n <= 0) fail("cannot read '", path, "'");
       got += n;
     }
@@ -73,6 +74,10 @@ uint64_t page_checksum(const std::string& path,
 }  // namespace
 
 uint64_t file_checksum(const std::string& path) { return page_checksum(path, {}); }
+
+uint64_t file_checksum_after(const std::string& path, int64_t skip) {
+  return page_checksum(path, {}, skip);
+}
 
 DataPageHasher::DataPageHasher() : worker_([this] { run(); }) {}
 DataPageHasher::~DataPageHasher() { stop(); }

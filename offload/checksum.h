@@ -21,6 +21,9 @@ namespace zt {
 
 // The page_hash64 checksum of the file at `path`.
 uint64_t file_checksum(const std::string& path);
+// The page_hash64 checksum of the bytes of `path` after its first `skip` (as if the file began
+// there): model.h5 exports keep it in their HDF5 user block.
+uint64_t file_checksum_after(const std::string& path, int64_t skip);
 // The hash64 checksum of earlier checkpoints: four FNV-1a-style lanes over the file's 8-byte
 // words, folded. Still verified so that older checkpoints load.
 uint64_t file_checksum_v1(const std::string& path);

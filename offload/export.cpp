@@ -17,6 +17,7 @@
 
 #include "model/qat.h"
 #include "offload/checkpoint.h"
+#include "offload/checksum.h"
 #include "offload/hdf5.h"
 #include "runtime/error.h"
 
@@ -82,7 +83,7 @@ void fsync_path(const std::string& path) {
 
 void write_h5(const std::string& tmp, const ShardSources& src, const ParamTable& table,
               const nlohmann::json& cfg_json, int64_t step, int64_t tokens) {
-  H5File out = H5File::create(tmp);
+  H5File out = H5File::create(tmp, kH5ExportUserBlock);
   h5_write_attr_str(out, "/", "config", cfg_json.dump());
   for (const auto& [key, v] : cfg_json.items()) {
     if (v.is_boolean())
@@ -101,6 +102,7 @@ void write_h5(const std::string& tmp, const ShardSources& src, const ParamTable&
     h5_write_f32(out, "params/" + p.name, x.data(), p.shape);
   }
   out.close();
+  seal_h5_export(tmp);
   fsync_path(tmp);
 }
 
@@ -224,6 +226,43 @@ std::string safetensors_header(const ParamTable& table, const nlohmann::json& me
   std::vector<SafeEntry> e;
   for (const ParamSpec& p : table.params) e.push_back({p.name, "F32", p.shape, 4, nullptr});
   return header_of(e, metadata);
+}
+
+// The user block: "zerotrain model.h5\nbytes_after <N>\npage_hash64 <16 hex digits>\n", zeros.
+static constexpr char kSealMagic[] = "zerotrain model.h5\n";
+
+void seal_h5_export(const std::string& path) {
+  const uint64_t bytes = fs::file_size(path) - (uint64_t)kH5ExportUserBlock;
+  const uint64_t hash = file_checksum_after(path, kH5ExportUserBlock);
+  char block[kH5ExportUserBlock] = {};
+  std::snprintf(block, sizeof block, "%sbytes_after %llu\npage_hash64 %016llx\n", kSealMagic,
+                (unsigned long long)bytes, (unsigned long long)hash);
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  const bool ok = fd >= 0 && ::pwrite(fd, block, sizeof block, 0) == (ssize_t)sizeof block;
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) fail("cannot write '", path, "': ", std::strerror(err));
+}
+
+void verify_h5_export(const std::string& path) {
+  char block[kH5ExportUserBlock + 1] = {};
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot read '", path, "': ", std::strerror(errno));
+  const ssize_t got = ::pread(fd, block, kH5ExportUserBlock, 0);
+  ::close(fd);
+  if (got != kH5ExportUserBlock || std::strncmp(block, kSealMagic, sizeof kSealMagic - 1) != 0)
+    fail("'", path, "' is not a model.h5 written by zerotrain export (no checksum block; a ",
+         "file from another tool or an older zerotrain: export it again from its checkpoint)");
+  unsigned long long bytes = 0, hash = 0;
+  if (std::sscanf(block + sizeof kSealMagic - 1, "bytes_after %llu\npage_hash64 %llx", &bytes,
+                  &hash) != 2)
+    fail("'", path, "' has a damaged checksum block");
+  const uint64_t have = fs::file_size(path) - (uint64_t)kH5ExportUserBlock;
+  if (have != bytes)
+    fail("'", path, "' is damaged: ", have, " bytes after its checksum block, ", bytes,
+         " when written (truncated or appended to)");
+  if (file_checksum_after(path, kH5ExportUserBlock) != hash)
+    fail("'", path, "' is damaged: its checksum does not match its bytes");
 }
 
 ExportSummary export_model(const std::string& ckpt, const std::string& out,

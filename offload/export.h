@@ -3,7 +3,8 @@
 //
 //   model.h5           /params/<name> fp32 datasets; root attributes: "config" (the model config as
 //                      JSON, what load_model_weights reads), one attribute per config field
-//                      (vocab, layers, model_dim, ...; bools as 0/1), "step", "tokens"
+//                      (vocab, layers, model_dim, ...; bools as 0/1), "step", "tokens"; a 512-byte
+//                      HDF5 user block in front holds the checksum of the rest (seal_h5_export)
 //   model.safetensors  8-byte little-endian header length N, N bytes of JSON header padded with
 //                      spaces to a multiple of 8: {"__metadata__": {"format": "pt", "config": JSON,
 //                      "step": "S", "tokens": "T"}, "<name>": {"dtype": "F32", "shape": [...],
@@ -42,6 +43,14 @@ struct ExportSummary {
   int64_t tokens = 0;
   std::string quant;  // how --quantized quantized ("" without it)
 };
+
+// model.h5 starts with an HDF5 user block of this many bytes holding the page_hash64 checksum of
+// the rest (offload/checksum.h), so that a damaged export is refused before libhdf5 parses it.
+inline constexpr int64_t kH5ExportUserBlock = 512;
+// Writes the checksum block of the closed model.h5 at `path` (created with the user block).
+void seal_h5_export(const std::string& path);
+// Throws zt::Error naming `path` unless it is a sealed model.h5 whose bytes match their checksum.
+void verify_h5_export(const std::string& path);
 
 // Exports checkpoint `ckpt` (checkpoint root or step directory) to `out`, whose extension (.h5 or
 // .safetensors) picks the format. Throws zt::Error naming the path on a bad extension, a missing,

@@ -184,9 +184,12 @@ H5File H5File::open(const std::string& path, bool writable) {
   return H5File(id, path);
 }
 
-H5File H5File::create(const std::string& path) {
+H5File H5File::create(const std::string& path, int64_t userblock) {
   quiet();
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  if (!fcpl.ok() || (userblock > 0 && H5Pset_userblock(fcpl, (hsize_t)userblock) < 0))
+    fail(path, ": cannot set a user block of ", userblock, " bytes");
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
   if (id < 0) {
     std::string why = last_h5_error();
     fail(path, ": cannot create HDF5 file", why.empty() ? "" : " (" + why + ")");

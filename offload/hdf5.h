@@ -16,7 +16,9 @@ namespace zt {
 class H5File {
  public:
   static H5File open(const std::string& path, bool writable = false);
-  static H5File create(const std::string& path);  // truncates an existing file
+  // Truncates an existing file. `userblock` bytes (0, or a power of two >= 512) at the start of
+  // the file are left to the caller: HDF5 skips them (model.h5 keeps its checksum there).
+  static H5File create(const std::string& path, int64_t userblock = 0);
   H5File(H5File&& o) noexcept;
   H5File& operator=(H5File&& o) noexcept;
   H5File(const H5File&) = delete;

@@ -7,7 +7,7 @@ cmake -S "$src" -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$dir.configure.log" 2>&1 ||
   { tail -n 20 "$dir.configure.log"; exit 1; }
 cmake --build "$dir" --target zt_fuzzers -j"$(nproc)" 2>&1 | grep -E "error|warning|Error" || true
-for t in tokens text manifest config safetensors; do
+for t in tokens text manifest config safetensors h5export; do
   [[ -x $dir/tests/fuzz/zt_fuzz_$t ]] || { echo "build.sh: zt_fuzz_$t was not built" >&2; exit 1; }
 done
 echo "fuzz targets built in $dir"

@@ -119,6 +119,43 @@ TEST_F(ExportFixture, H5LoadsBackThroughLoadModelWeights) {
         << "unit " << u;
 }
 
+// Every damage to a model.h5 is refused by its checksum block before libhdf5 parses the file.
+TEST_F(ExportFixture, DamagedH5ExportIsRefusedByItsChecksum) {
+  export_model(ckpt(), out("model.h5"));
+  const std::string good = read_bytes(out("model.h5"));
+  ASSERT_EQ(good.compare(0, 19, "zerotrain model.h5\n"), 0);
+  Model back(cfg, 99, /*with_grads=*/false);
+  auto write = [&](const std::string& bytes) {
+    std::ofstream(out("bad.h5"), std::ios::binary) << bytes;
+    return out("bad.h5");
+  };
+  struct Case {
+    std::string what, bytes, expect;
+  };
+  std::string flipped = good, superblock = good, block = good;
+  flipped[good.size() / 2] ^= 0x20;
+  superblock[kH5ExportUserBlock + 9] ^= 1;
+  block[25] = '?';
+  const Case cases[] = {{"a byte of tensor data", flipped, "checksum does not match"},
+                        {"the HDF5 superblock", superblock, "checksum does not match"},
+                        {"truncated", good.substr(0, good.size() - 100), "truncated or appended"},
+                        {"appended to", good + "xx", "truncated or appended"},
+                        {"the checksum block", block, "damaged checksum block"},
+                        {"no checksum block", good.substr(kH5ExportUserBlock), "no checksum block"},
+                        {"empty", "", "no checksum block"}};
+  for (const Case& c : cases) {
+    const std::string path = write(c.bytes);
+    EXPECT_NE(error_of([&] { load_model_weights(path, back); }).find(c.expect), std::string::npos)
+        << c.what;
+    const std::string e = error_of([&] { checkpoint_model_config(path); });
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.what << ": " << e;
+    EXPECT_NE(e.find(path), std::string::npos) << c.what << ": " << e;
+  }
+  // h5dump and other HDF5 tools read the file as it is (they skip the user block).
+  H5File f = H5File::open(write(good));
+  EXPECT_EQ(h5_list(f, "params").size(), model.table.params.size());
+}
+
 TEST_F(ExportFixture, SafetensorsOffsetsCoverTheDataAndBytesMatch) {
   ExportSummary s = export_model(ckpt(), out("model.safetensors"));
   EXPECT_EQ(s.format, "safetensors");
