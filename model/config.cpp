@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.h"
+#include "runtime/json_num.h"
 
 namespace zt {
 
@@ -91,28 +92,28 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
 }
 
 void from_json(const nlohmann::json& j, ModelConfig& c) {
-  j.at("vocab").get_to(c.vocab);
-  j.at("layers").get_to(c.layers);
-  j.at("model_dim").get_to(c.model_dim);
-  j.at("heads").get_to(c.heads);
-  j.at("ffn_dim").get_to(c.ffn_dim);
-  j.at("experts").get_to(c.experts);
-  j.at("top_k").get_to(c.top_k);
-  j.at("shared_experts").get_to(c.shared_experts);
-  j.at("dense_layers").get_to(c.dense_layers);
-  j.at("expert_ffn_dim").get_to(c.expert_ffn_dim);
+  json_whole_to(j, "vocab", c.vocab);
+  json_whole_to(j, "layers", c.layers);
+  json_whole_to(j, "model_dim", c.model_dim);
+  json_whole_to(j, "heads", c.heads);
+  json_whole_to(j, "ffn_dim", c.ffn_dim);
+  json_whole_to(j, "experts", c.experts);
+  json_whole_to(j, "top_k", c.top_k);
+  json_whole_to(j, "shared_experts", c.shared_experts);
+  json_whole_to(j, "dense_layers", c.dense_layers);
+  json_whole_to(j, "expert_ffn_dim", c.expert_ffn_dim);
   j.at("capacity_factor").get_to(c.capacity_factor);
   j.at("aux_loss_coef").get_to(c.aux_loss_coef);
   j.at("router_norm").get_to(c.router_norm);
   j.at("rope_base").get_to(c.rope_base);
-  j.at("seq_len").get_to(c.seq_len);
+  json_whole_to(j, "seq_len", c.seq_len);
   j.at("untie_embeddings").get_to(c.untie_embeddings);
   c.qat = QatConfig{};
   if (j.contains("qat")) {
     const nlohmann::json& q = j.at("qat");
     c.qat.bits = parse_qat_bits(q.at("bits").get<std::string>(), "the config's qat.bits");
-    q.at("group_size").get_to(c.qat.group_size);
-    q.at("start_step").get_to(c.qat.start_step);
+    c.qat.group_size = json_whole<int>(q.at("group_size"), "qat.group_size");
+    c.qat.start_step = json_whole<int64_t>(q.at("start_step"), "qat.start_step");
   }
 }
 

@@ -25,6 +25,7 @@
 #include "offload/safetensors.h"
 #include "parallel/comm/gather.h"
 #include "runtime/error.h"
+#include "runtime/json_num.h"
 #include "runtime/split.h"
 
 namespace zt {
@@ -271,11 +272,12 @@ void check_manifest(const nlohmann::json& j, const fs::path& file) {
       const std::string name = f.at("name").get<std::string>();
       if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
         fail(where, " names '", name, "', not a file of the checkpoint's directory");
-      f.at("bytes").get<uint64_t>();
-      if (f.contains("page_hash64")) f.at("page_hash64").get<uint64_t>();
-      if (f.contains("hash64")) f.at("hash64").get<uint64_t>();
+      json_whole<uint64_t>(f.at("bytes"), "bytes");
+      if (f.contains("page_hash64")) json_whole<uint64_t>(f.at("page_hash64"), "page_hash64");
+      if (f.contains("hash64")) json_whole<uint64_t>(f.at("hash64"), "hash64");
     }
-    if (j.at("step").get<int64_t>() < 0 || j.at("tokens").get<int64_t>() < 0)
+    if (json_whole<int64_t>(j.at("step"), "step") < 0 ||
+        json_whole<int64_t>(j.at("tokens"), "tokens") < 0)
       fail(where, " has a negative step or token count");
     const ModelConfig cfg = j.at("config").get<ModelConfig>();
     try {
@@ -286,14 +288,17 @@ void check_manifest(const nlohmann::json& j, const fs::path& file) {
     if (j.contains("train") && !j.at("train").is_null()) {  // null: written outside `train`
       const nlohmann::json& t = j.at("train");
       if (!t.is_object()) fail(where, ": 'train' is not an object");
-      for (const auto& k : t.value("skip_steps", nlohmann::json::array())) k.get<int64_t>();
+      for (const auto& k : t.value("skip_steps", nlohmann::json::array()))
+        json_whole<int64_t>(k, "skip_steps");
       if (t.contains("data") && t.at("data").is_object() && t.at("data").contains("files"))
         for (const auto& f : t.at("data").at("files")) f.at("name").get<std::string>();
     }
     if (j.contains("params"))
       for (const auto& p : j.at("params")) {
         p.at("name").get<std::string>();
-        p.at("shape").get<std::vector<int64_t>>();
+        if (!p.at("shape").is_array())
+          fail(where, ": the shape of ", p.at("name"), " is not a list");
+        for (const auto& d : p.at("shape")) json_whole<int64_t>(d, "shape");
       }
   } catch (const nlohmann::json::exception& e) {
     fail(where, " is damaged: ", e.what());

@@ -4,6 +4,8 @@
 # reader, kept after the fix). A finding (crash, sanitizer report, an exception other than
 # zt::Error, a hang over 10 s, more than 2 GiB) fails the test; the input is kept in
 # FUZZ_BUILD_DIR/findings/ — fix the reader, then add the input to regressions/NAME.
+# The mutations follow a fixed seed (ZT_FUZZ_SEED, default 1) so that the suite does the same work
+# on every run; ZT_FUZZ_SEED=0 lets libFuzzer pick one (a longer hunt, tests/fuzz/README.md).
 set -euo pipefail
 dir=$1 name=$2 secs=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +18,7 @@ corpora=("$work/corpus" "$here/corpus/$name")
 [[ -d $here/regressions/$name ]] && corpora+=("$here/regressions/$name")
 rc=0
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  "$bin" "${corpora[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  "$bin" "${corpora[@]}" -max_total_time="$secs" -seed="${ZT_FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 \
   -malloc_limit_mb=2048 -artifact_prefix="$dir/findings/$name-" -print_final_stats=1 \
   >"$work/log" 2>&1 || rc=$?
 if ((rc != 0)); then

@@ -7,6 +7,7 @@
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
+#include "runtime/json_num.h"
 #include "runtime/options.h"
 #include "runtime/rng.h"
 #include "runtime/signals.h"
@@ -87,6 +88,31 @@ TEST(Rng, NormalMoments) {
   double mean = s / n, var = s2 / n - mean * mean;
   EXPECT_NEAR(mean, 0.0, 0.01);  // 4.5 standard errors
   EXPECT_NEAR(var, 1.0, 0.015);
+}
+
+// Whole numbers from configs and manifests: in range or a json type_error naming the key, never
+// the library's cast (undefined for 1e300 as an int, 2.5 read as 2).
+TEST(JsonWhole, TakesWholeNumbersThatFitAndRefusesTheRest) {
+  using nlohmann::json;
+  EXPECT_EQ(json_whole<int>(json(7), "k"), 7);
+  EXPECT_EQ(json_whole<int>(json(-7), "k"), -7);
+  EXPECT_EQ(json_whole<int>(json(4.0), "k"), 4);
+  EXPECT_EQ(json_whole<int64_t>(json(INT64_MIN), "k"), INT64_MIN);
+  EXPECT_EQ(json_whole<uint64_t>(json(UINT64_MAX), "k"), UINT64_MAX);
+  for (const json& bad : {json(1e300), json(2.5), json(-1e300), json(NAN), json(2147483648.0),
+                          json(int64_t{1} << 31), json("3"), json(true), json(nullptr)})
+    EXPECT_THROW(json_whole<int>(bad, "layers"), json::type_error) << bad.dump();
+  EXPECT_THROW(json_whole<uint64_t>(json(-1), "bytes"), json::type_error);
+  EXPECT_THROW(json_whole<uint64_t>(json(-1.5), "bytes"), json::type_error);
+  EXPECT_THROW(json_whole<int64_t>(json(9223372036854775808.0), "step"), json::type_error);
+  EXPECT_THROW(json_whole<int64_t>(json(UINT64_MAX), "step"), json::type_error);
+  try {
+    json_whole<int>(json(1e300), "shared_experts");
+  } catch (const json::type_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'shared_experts' must be a whole number"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Options, ASingleValuedFlagGivenTwiceTakesTheLastValue) {
