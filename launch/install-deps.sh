@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build, test and corpus dependency of zerotrain from Debian packages.
 # Idempotent: packages already present are skipped by apt-get; safe to run on every invocation.
+# --bench adds what tests/bench/vs_pytorch.sh compares against (python3-torch, about 400 MB).
 set -euo pipefail
 
 PKGS=(
@@ -15,6 +16,7 @@ PKGS=(
   slurm-wlm munge iproute2
   clang libclang-rt-dev libomp-dev
 )
+if [[ ${1:-} == --bench ]]; then PKGS+=(python3-torch); fi
 
 missing=()
 for p in "${PKGS[@]}"; do
