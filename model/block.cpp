@@ -124,22 +124,17 @@ void attention_backward_half(Model& m, int l, Acts& a, GradScratch& s, bool defe
   float *dv = room(s.dv, Nq), *dqr = room(s.dqr, Nq), *dkr = room(s.dkr, Nq);
   float* dxa = room(s.dxa, Nd);
   float* dx_out = a.sp ? room(s.dx_rows, (int64_t)a.rows * d) : dxa;
-  zero(datt, Nq);
-  linear_backward_input(datt, dh_all, qat_weight(m, bp.wo), N, dq, d);
+  // The first product into each scratch buffer overwrites it (no zeroing pass), the rest add.
+  linear_backward_input(datt, dh_all, qat_weight(m, bp.wo), N, dq, d, /*accumulate=*/false);
   qat_weight_grad(m, ba.wgrad, defer, bp.wo, ba.att.data(), dh_all, N, dq, d);
-  zero(dqh, Nq);
-  zero(dk, Nq);
-  zero(dv, Nq);
   attention_backward(dqh, dk, dv, datt, ba.probs.data(), ba.q.data(), ba.k.data(), ba.v.data(), B,
-                     T, H, dh);
-  zero(dqr, Nq);
-  zero(dkr, Nq);
-  rope_backward(dqr, dqh, B, T, H, dh, (float)c.rope_base);
-  rope_backward(dkr, dk, B, T, H, dh, (float)c.rope_base);
-  zero(dxa, Nd);
+                     T, H, dh, /*accumulate=*/false);
+  rope_backward(dqr, dqh, B, T, H, dh, (float)c.rope_base, 0, /*accumulate=*/false);
+  rope_backward(dkr, dk, B, T, H, dh, (float)c.rope_base, 0, /*accumulate=*/false);
   const float* xa = ba.xa.data();
   const std::pair<int, const float*> qkv[] = {{bp.wq, dqr}, {bp.wk, dkr}, {bp.wv, dv}};
-  for (auto [w, dout] : qkv) linear_backward_input(dxa, dout, qat_weight(m, w), N, d, dq);
+  for (auto [w, dout] : qkv)
+    linear_backward_input(dxa, dout, qat_weight(m, w), N, d, dq, /*accumulate=*/w != bp.wq);
   TpWait sum = complete_rows(m, a, TpPoint::attn_dinput, l, dxa, dx_out, d);
   for (auto [w, dout] : qkv) qat_weight_grad(m, ba.wgrad, defer, w, xa, dout, N, d, dq);
   sum.wait();

@@ -9,15 +9,15 @@
 
 namespace zt {
 
-// out[n, d] += SwiGLU(x) with hidden `hid`; keeps a, b, s [n, hid] for backward. With QAT the
-// caller has quantized x (qat_linear.h); s is quantized here, in place.
+// out[n, d] += SwiGLU(x) with hidden `hid` (= when not accumulating); keeps a, b, s [n, hid] for
+// backward. With QAT the caller has quantized x (qat_linear.h); s is quantized here, in place.
 inline void ffn_forward(Model& m, const FfnParams& f, float* out, const float* x, int n, int d,
-                        int hid, float* a, float* b, float* s) {
+                        int hid, float* a, float* b, float* s, bool accumulate = true) {
   qat_linear_forward(m, f.w1, a, x, n, d, hid);
   qat_linear_forward(m, f.w3, b, x, n, d, hid);
   swiglu_forward(s, a, b, (int64_t)n * hid);
   qat_input_split(m, s, n, hid);
-  qat_linear_forward(m, f.w2, out, s, n, hid, d, /*accumulate=*/true);
+  qat_linear_forward(m, f.w2, out, s, n, hid, d, accumulate);
 }
 
 // The weights and saved activations of one SwiGLU FFN's backward.

@@ -18,8 +18,8 @@
 namespace zt {
 namespace {
 
-// The routed experts held here run on x [rows, d] grouped by expert (offset [X + 1]), adding
-// their outputs to y; keeps ea / eb / es for backward.
+// The routed experts held here run on x [rows, d] grouped by expert (offset [X + 1]), writing
+// their outputs to y (every row is one expert's); keeps ea / eb / es for backward.
 void run_experts(Model& m, int l, BlockActs& ba, const float* x, const int32_t* offset, float* y) {
   const int d = m.cfg.model_dim, eh = m.dims.expert_ffn;
   const int rows = offset[m.dims.experts];
@@ -29,7 +29,8 @@ void run_experts(Model& m, int l, BlockActs& ba, const float* x, const int32_t* 
     const int r0 = offset[e], nr = offset[e + 1] - r0;
     if (nr == 0) continue;
     ffn_forward(m, m.blocks[l].experts[e], y + (int64_t)r0 * d, x + (int64_t)r0 * d, nr, d, eh,
-                ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh);
+                ea + (int64_t)r0 * eh, eb + (int64_t)r0 * eh, es + (int64_t)r0 * eh,
+                /*accumulate=*/false);
   }
 }
 
@@ -136,7 +137,6 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
                 room(ba.sb, ns), room(ba.ss, ns));
   };
   if (!m.ep) {
-    zero(ye, (int64_t)rows * d);
     run_experts(m, l, ba, xe, ba.plan.offset.data(), ye);
     moe_combine_forward(y, ye, gates, ba.plan, d);
     shared();
@@ -153,7 +153,6 @@ void moe_forward(Model& m, int l, Acts& a, const float* xf, float* y, LossParts&
   float* xl = room(ba.xl, Rd);
   regroup(xl, in, r, d, /*to_experts=*/true);
   float* yl = room(a.ep_out, Rd);  // xe has been sent
-  zero(yl, Rd);
   run_experts(m, l, ba, xl, r.offset.data(), yl);
   regroup(in, yl, r, d, /*to_experts=*/false);
   m.ep->exchange_rows(EpPoint::combine, l, in, r.recv_rows.data(), ye, r.send_rows.data(), d)

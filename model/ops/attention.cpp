@@ -165,9 +165,10 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
-                        const float* q, const float* k, const float* v, int B, int T, int H,
-                        int dh) {
+                        const float* q, const float* k, const float* v, int B, int T, int H, int dh,
+                        bool accumulate) {
   int64_t ld = (int64_t)H * dh;
+  const bool over = !accumulate;  // each (b, h) writes its [T, dh] blocks once, every row
   float scale = 1.0f / std::sqrt((float)dh);
 #pragma omp parallel
   {
@@ -180,7 +181,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         const float* P = probs + ((int64_t)b * H + h) * T * T;
         if (dv) {  // dV += P^T dO
           pack(doh.data(), dout + off, T, dh, ld);
-          gemm(Span::k_upper, T, dh, T, P, 1, T, doh.data(), dh, dv + off, ld, 1.0f, false);
+          gemm(Span::k_upper, T, dh, T, P, 1, T, doh.data(), dh, dv + off, ld, 1.0f, over);
         }
         if (!dq && !dk) continue;
         transpose(vt.data(), v + off, T, dh, ld);  // dP = dO V^T into ds
@@ -197,11 +198,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         }
         if (dq) {  // dQ += scale dS K
           pack(kh.data(), k + off, T, dh, ld);
-          gemm(Span::k_lower, T, dh, T, ds.data(), T, 1, kh.data(), dh, dq + off, ld, scale, false);
+          gemm(Span::k_lower, T, dh, T, ds.data(), T, 1, kh.data(), dh, dq + off, ld, scale, over);
         }
         if (dk) {  // dK += scale dS^T Q
           pack(qh.data(), q + off, T, dh, ld);
-          gemm(Span::k_upper, T, dh, T, ds.data(), 1, T, qh.data(), dh, dk + off, ld, scale, false);
+          gemm(Span::k_upper, T, dh, T, ds.data(), 1, T, qh.data(), dh, dk + off, ld, scale, over);
         }
       }
   }

@@ -25,9 +25,9 @@ void linear_forward(float* out, const float* x, const float* w, int n, int in, i
   matmul(out, x, w, n, out_dim, in, false, false, accumulate);
 }
 
-void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in,
-                           int out_dim) {
-  if (out_dim > 0) matmul(dx, dout, w, n, in, out_dim, false, true, true);
+void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in, int out_dim,
+                           bool accumulate) {
+  matmul(dx, dout, w, n, in, out_dim, false, true, accumulate);  // out_dim 0: += nothing, or = 0
 }
 
 void linear_backward_weight(float* dw, const float* dout, const float* x, int n, int in,

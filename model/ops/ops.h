@@ -37,33 +37,34 @@ void matmul(float* c, const float* a, const float* b, int m, int n, int k, bool 
 // linear: y = x W with W stored [in, out] (SPEC section 1), and its backward as two halves that
 // can run apart (a zero-bubble pipeline defers the weight half):
 //   forward          out[n, o] (=, or += when accumulate) x[n, i] W[i, o]
-//   backward_input   dx[n, i] += dout W^T
+//   backward_input   dx[n, i] += dout W^T (=, when not accumulating: no zeroed buffer needed)
 //   backward_weight  dw[i, o] += x^T dout
 //   backward         both (a null dx or dw skips that half)
 void linear_forward(float* out, const float* x, const float* w, int n, int in, int out_dim,
                     bool accumulate = false);
-void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in,
-                           int out_dim);
+void linear_backward_input(float* dx, const float* dout, const float* w, int n, int in, int out_dim,
+                           bool accumulate = true);
 void linear_backward_weight(float* dw, const float* dout, const float* x, int n, int in,
                             int out_dim);
 void linear_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, int n,
                      int in, int out_dim);
 
-// rope (rotate_half convention), forward in place allowed (out == x); backward accumulates, so
-// dx must not alias dout. x [B*T, H*dh]; position of row
+// rope (rotate_half convention), forward in place allowed (out == x); backward accumulates (or,
+// with accumulate false, overwrites), so dx must not alias dout. x [B*T, H*dh]; position of row
 // (b, t) is pos0 + t. Angle for pair (i, i + dh/2) is pos * base^(-2i/dh).
 void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base,
                   int pos0 = 0);
 void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base,
-                   int pos0 = 0);
+                   int pos0 = 0, bool accumulate = true);
 
 // causal attention: out = softmax(q k^T / sqrt(dh)) v per (batch, head).
 // q, k, v, out [B*T, H*dh]; probs [B, H, T, T] saved for backward (upper triangle zero).
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        int B, int T, int H, int dh);
+// backward accumulates into dq, dk, dv (a null one is skipped), or overwrites them.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
-                        const float* q, const float* k, const float* v, int B, int T, int H,
-                        int dh);
+                        const float* q, const float* k, const float* v, int B, int T, int H, int dh,
+                        bool accumulate = true);
 
 // decoding: one query row (the newest position) attends to the `len` cached positions, which
 // include its own. q, out [H*dh]; k_cache, v_cache [len, ld] (row t = position t, head h in

@@ -3,7 +3,7 @@
 // rotated by theta = p * base^(-2i/dh). The angles are computed in double (positions reach
 // thousands, a float angle would be off by ~1e-4 rad) into a small per-call cos/sin table [T,
 // dh/2]; nothing global, so calls from several threads are safe. Backward applies the transpose,
-// the rotation by -theta, and accumulates into dx (dx must not alias dout).
+// the rotation by -theta, and accumulates into dx or overwrites it (dx must not alias dout).
 #include <cmath>
 #include <vector>
 
@@ -59,9 +59,9 @@ void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float
   rope_apply(out, x, B, T, H, dh, base, pos0, 1.0f, false);
 }
 
-void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base,
-                   int pos0) {
-  rope_apply(dx, dout, B, T, H, dh, base, pos0, -1.0f, true);
+void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base, int pos0,
+                   bool accumulate) {
+  rope_apply(dx, dout, B, T, H, dh, base, pos0, -1.0f, accumulate);
 }
 
 }  // namespace zt

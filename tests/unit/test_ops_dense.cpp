@@ -1,9 +1,11 @@
 // test_ops_dense.cpp: facts particular to one dense op, beyond the table of test_ops.cpp: RoPE
 // against a direct complex-rotation formula, in place, its pos0 offset and its inverse;
 // attention's causal mask and probability rows, and decoding one position over a KV cache;
-// cross-entropy of uniform logits and its out-of-range target error.
+// cross-entropy of uniform logits and its out-of-range target error; the backward ops' overwrite
+// mode.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <complex>
 #include <string>
 
@@ -164,6 +166,46 @@ TEST(CrossEntropy, TargetOutOfRangeNamesItAndItsPosition) {
   EXPECT_THROW(ref::cross_entropy_forward(losses.data(), z.data(),
                                           std::vector<int32_t>{0, 1, 2, 3, 37, 5}.data(), n, V),
                Error);
+}
+
+// The backward ops' overwrite mode (the block's first product into each scratch buffer) writes
+// every element: from a buffer of NaN it gives what accumulating into zeros gives.
+TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
+  const int B = 2, T = 19, H = 2, dh = 6, n = B * T, in = 10, od = H * dh;  // T: partial tiles
+  const size_t sz = (size_t)n * od;
+  auto same = [](const fvec& over, const fvec& acc, const char* what) {
+    ASSERT_EQ(over.size(), acc.size());
+    for (size_t i = 0; i < acc.size(); ++i) ASSERT_FLOAT_EQ(over[i], acc[i]) << what << " " << i;
+  };
+  const fvec nan(sz, NAN), dout = to_float(random_vec(sz, 60));
+  {  // linear_backward_input: dx [n, in] = dout [n, od] W^T
+    const fvec w = to_float(random_vec((size_t)in * od, 61));
+    fvec over((size_t)n * in, NAN), acc((size_t)n * in, 0.f);
+    linear_backward_input(over.data(), dout.data(), w.data(), n, in, od, false);
+    linear_backward_input(acc.data(), dout.data(), w.data(), n, in, od);
+    same(over, acc, "linear_backward_input");
+    fvec empty(8, NAN);  // no columns: the overwritten dx is zero
+    linear_backward_input(empty.data(), nullptr, nullptr, 2, 4, 0, false);
+    same(empty, fvec(8, 0.f), "linear_backward_input, out_dim 0");
+  }
+  {
+    fvec over = nan, acc(sz, 0.f);
+    rope_backward(over.data(), dout.data(), B, T, H, dh, 10000.f, 3, false);
+    rope_backward(acc.data(), dout.data(), B, T, H, dh, 10000.f, 3);
+    same(over, acc, "rope_backward");
+  }
+  const fvec q = to_float(random_vec(sz, 62)), k = to_float(random_vec(sz, 63)),
+             v = to_float(random_vec(sz, 64));
+  fvec out(sz), probs((size_t)B * H * T * T);
+  attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), B, T, H, dh);
+  fvec dq = nan, dk = nan, dv = nan, aq(sz, 0.f), ak(sz, 0.f), av(sz, 0.f);
+  attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), q.data(), k.data(),
+                     v.data(), B, T, H, dh, false);
+  attention_backward(aq.data(), ak.data(), av.data(), dout.data(), probs.data(), q.data(), k.data(),
+                     v.data(), B, T, H, dh);
+  same(dq, aq, "attention dq");
+  same(dk, ak, "attention dk");
+  same(dv, av, "attention dv");
 }
 
 }  // namespace
