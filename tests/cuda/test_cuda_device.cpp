@@ -15,33 +15,11 @@
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "tests/cuda/cuda_test_util.h"
 #include "tests/unit/grad_check.h"
 
 namespace zt {
 namespace {
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"
-
-constexpr DeviceKind kGpu = DeviceKind::cuda;
-
-// Device copy of a host vector, freed on scope exit.
-template <typename T>
-struct DeviceVec {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit DeviceVec(const std::vector<T>& host)
-      : p(static_cast<T*>(device_alloc(kGpu, host.size() * sizeof(T), MemCategory::buffers))),
-        n(host.size()) {
-    device_copy(p, kGpu, host.data(), DeviceKind::cpu, n * sizeof(T));
-  }
-  ~DeviceVec() { device_free(kGpu, p); }
-  std::vector<T> to_host() const {
-    std::vector<T> h(n);
-    device_copy(h.data(), DeviceKind::cpu, p, kGpu, n * sizeof(T));
-    return h;
-  }
-};
 
 struct GemmCase {
   bool ta, tb;

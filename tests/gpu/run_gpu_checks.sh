@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # run_gpu_checks.sh: the checks that need a GPU, run ON a GPU machine from the repository root:
-#   configure -DZT_CUDA=ON into build-cuda, build, run zt_cuda_tests (nothing may be skipped there),
+#   configure -DZT_CUDA=ON into build-cuda, build, run zt_cuda_tests (nothing may be skipped there:
+#   the device layer, and the op harness of tests/cuda/test_cuda_ops.cpp, every GPU op and AdamW
+#   against its CPU version),
 #   `zerotrain bench gemm --device cuda` (fp32 and bf16), and nvidia-smi.
 # Everything is also written under $OUT when it is set (logs, gtest XML, bench JSON lines).
 # Env: BUILD_DIR (default build-cuda), JOBS (default nproc), CUDA_ARCH (default 90 = H200).

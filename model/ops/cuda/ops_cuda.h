@@ -1,0 +1,51 @@
+// ops_cuda.h: the model's elementwise and row-wise ops on the GPU (CUDA builds only), the same
+// contracts as their CPU versions in model/ops/ops.h (what accumulates, what is saved), on device
+// pointers, queued on `stream` (nullptr: the default stream). fp32 in and out, fp32 arithmetic.
+// Each is checked against the CPU op by tests/cuda/test_cuda_ops.cpp on a GPU machine
+// (tests/gpu/run_gpu_checks.sh). The GEMMs are the device layer's (runtime/device.h: cuBLAS).
+//
+// Token ids and targets are checked on the host where they are read (TokenData checks every token
+// against the vocabulary); a target outside [0, V) here gives a NaN loss, never a fault.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace zt::gpu {
+
+// out = x / sqrt(mean(x^2) + eps) * g, rstd[n] saved; x, out [n, d]
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* g, int n, int d,
+                     float eps, cudaStream_t stream = nullptr);
+// dx += ..., dg += ... (either may be null)
+void rmsnorm_backward(float* dx, float* dg, const float* dout, const float* x, const float* g,
+                      const float* rstd, int n, int d, cudaStream_t stream = nullptr);
+
+// out = silu(a) * b; backward da += ..., db += ... (either may be null)
+void swiglu_forward(float* out, const float* a, const float* b, int64_t n,
+                    cudaStream_t stream = nullptr);
+void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b,
+                     int64_t n, cudaStream_t stream = nullptr);
+
+// rotate_half RoPE over x [B*T, H*dh], position pos0 + t; forward in place allowed; backward
+// accumulates into dx (or overwrites it), dx must not alias dout.
+void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base, int pos0 = 0,
+                  cudaStream_t stream = nullptr);
+void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base,
+                   int pos0 = 0, bool accumulate = true, cudaStream_t stream = nullptr);
+
+// out[i, :] = table[tok[i] - v0, :] for the vocabulary rows [v0, v0 + rows) held (rows < 0: all),
+// a zero row otherwise; backward dtable += dout at those rows (atomic adds: a token's repeats
+// add in any order).
+void embedding_forward(float* out, const int32_t* tok, const float* table, int n, int d, int v0 = 0,
+                       int rows = -1, cudaStream_t stream = nullptr);
+void embedding_backward(float* dtable, const float* dout, const int32_t* tok, int n, int d,
+                        int v0 = 0, int rows = -1, cudaStream_t stream = nullptr);
+
+// losses[i] = logsumexp(logits[i, :]) - logits[i, targets[i]]; logits [n, V]
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int n, int V,
+                           cudaStream_t stream = nullptr);
+// dlogits[i, :] += scale * (softmax(logits[i, :]) - onehot(targets[i]))
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                            float scale, int n, int V, cudaStream_t stream = nullptr);
+
+}  // namespace zt::gpu

@@ -1,0 +1,186 @@
+// The model's ops and AdamW on the GPU (model/ops/cuda/ops_cuda.h, optim/cuda/adamw_cuda.h)
+// against their CPU versions on the same fp32 inputs, forward and backward, with odd sizes (rows
+// and widths not multiples of the block or warp). Every test skips when no CUDA device is visible.
+//
+// Error: max |gpu - cpu| / max |cpu| over the output. Tolerances: 1e-5 where only the summation
+// order differs (RMSNorm, cross-entropy, embedding's atomic adds); 1e-5 for SwiGLU (the CPU's
+// polynomial exp against CUDA's expf, both within ~2e-7); 1e-6 for RoPE and AdamW (elementwise,
+// the same formula; FMA contraction may differ); the 16-bit copy of AdamW within one unit in the
+// last place of bf16 / fp16.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "model/ops/cuda/ops_cuda.h"
+#include "model/ops/ops.h"
+#include "optim/adamw.h"
+#include "optim/cuda/adamw_cuda.h"
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/dtype.h"
+#include "tests/cuda/cuda_test_util.h"
+#include "tests/unit/grad_check.h"
+
+namespace zt {
+namespace {
+
+using fvec = std::vector<float>;
+
+fvec rnd(size_t n, uint64_t seed, double scale = 1.0) {
+  return test::to_float(test::random_vec(n, seed, scale));
+}
+
+double rel_err(const fvec& gpu, const fvec& cpu) {
+  EXPECT_EQ(gpu.size(), cpu.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    num = std::max(num, std::fabs((double)gpu[i] - cpu[i]));
+    den = std::max(den, std::fabs((double)cpu[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
+void sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+TEST(CudaOps, RmsNormForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  for (auto [n, d] : {std::pair{37, 200}, std::pair{5, 1000}, std::pair{64, 31}}) {
+    const fvec x = rnd((size_t)n * d, 1), g = rnd(d, 2), dout = rnd((size_t)n * d, 3);
+    const fvec dx0 = rnd((size_t)n * d, 4), dg0 = rnd(d, 5);  // backward accumulates
+    fvec out(x.size()), rstd(n), dx = dx0, dg = dg0;
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), g.data(), n, d, 1e-5f);
+    rmsnorm_backward(dx.data(), dg.data(), dout.data(), x.data(), g.data(), rstd.data(), n, d);
+    DeviceVec<float> X(x), G(g), Dout(dout), Out(out), R(rstd), Dx(dx0), Dg(dg0);
+    gpu::rmsnorm_forward(Out.p, R.p, X.p, G.p, n, d, 1e-5f);
+    gpu::rmsnorm_backward(Dx.p, Dg.p, Dout.p, X.p, G.p, R.p, n, d);
+    sync();
+    EXPECT_LT(rel_err(Out.to_host(), out), 1e-5) << n << "x" << d;
+    EXPECT_LT(rel_err(R.to_host(), rstd), 1e-5) << n << "x" << d;
+    EXPECT_LT(rel_err(Dx.to_host(), dx), 1e-5) << n << "x" << d;
+    EXPECT_LT(rel_err(Dg.to_host(), dg), 1e-5) << n << "x" << d;
+  }
+}
+
+TEST(CudaOps, SwigluForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 100003;
+  const fvec a = rnd(n, 10, 4.0), b = rnd(n, 11), dout = rnd(n, 12);
+  const fvec da0 = rnd(n, 13), db0 = rnd(n, 14);
+  fvec out(n), da = da0, db = db0;
+  swiglu_forward(out.data(), a.data(), b.data(), n);
+  swiglu_backward(da.data(), db.data(), dout.data(), a.data(), b.data(), n);
+  DeviceVec<float> A(a), B(b), Dout(dout), Out(out), Da(da0), Db(db0);
+  gpu::swiglu_forward(Out.p, A.p, B.p, n);
+  gpu::swiglu_backward(Da.p, Db.p, Dout.p, A.p, B.p, n);
+  sync();
+  EXPECT_LT(rel_err(Out.to_host(), out), 1e-5);
+  EXPECT_LT(rel_err(Da.to_host(), da), 1e-5);
+  EXPECT_LT(rel_err(Db.to_host(), db), 1e-5);
+}
+
+TEST(CudaOps, RopeForwardBackwardAtAnOffset) {
+  SKIP_WITHOUT_GPU();
+  const int B = 3, T = 37, H = 5, dh = 12, pos0 = 1000;
+  const size_t sz = (size_t)B * T * H * dh;
+  const fvec x = rnd(sz, 20), dout = rnd(sz, 21), dx0 = rnd(sz, 22);
+  fvec out(sz), dx = dx0, dxo(sz);
+  rope_forward(out.data(), x.data(), B, T, H, dh, 10000.f, pos0);
+  rope_backward(dx.data(), dout.data(), B, T, H, dh, 10000.f, pos0);
+  rope_backward(dxo.data(), dout.data(), B, T, H, dh, 10000.f, pos0, false);
+  DeviceVec<float> X(x), Dout(dout), Out(out), Dx(dx0), Dxo(fvec(sz, NAN)), In(x);
+  gpu::rope_forward(Out.p, X.p, B, T, H, dh, 10000.f, pos0);
+  gpu::rope_forward(In.p, In.p, B, T, H, dh, 10000.f, pos0);  // in place
+  gpu::rope_backward(Dx.p, Dout.p, B, T, H, dh, 10000.f, pos0);
+  gpu::rope_backward(Dxo.p, Dout.p, B, T, H, dh, 10000.f, pos0, false);
+  sync();
+  EXPECT_LT(rel_err(Out.to_host(), out), 1e-6);
+  EXPECT_LT(rel_err(In.to_host(), out), 1e-6);
+  EXPECT_LT(rel_err(Dx.to_host(), dx), 1e-6);
+  EXPECT_LT(rel_err(Dxo.to_host(), dxo), 1e-6);
+}
+
+TEST(CudaOps, EmbeddingOfAVocabularySlice) {
+  SKIP_WITHOUT_GPU();
+  const int n = 301, d = 40, V = 50, v0 = 10, rows = 25;  // tokens outside [10, 35) are not held
+  std::vector<int32_t> tok(n);
+  for (int i = 0; i < n; ++i) tok[i] = (i * 7 + 3) % V;  // repeats: the gradient adds them
+  const fvec table = rnd((size_t)rows * d, 30), dout = rnd((size_t)n * d, 31);
+  const fvec dt0 = rnd((size_t)rows * d, 32);
+  fvec out((size_t)n * d), dt = dt0;
+  embedding_forward(out.data(), tok.data(), table.data(), n, d, v0, rows);
+  embedding_backward(dt.data(), dout.data(), tok.data(), n, d, v0, rows);
+  DeviceVec<int32_t> Tok(tok);
+  DeviceVec<float> Table(table), Dout(dout), Out(out), Dt(dt0);
+  gpu::embedding_forward(Out.p, Tok.p, Table.p, n, d, v0, rows);
+  gpu::embedding_backward(Dt.p, Dout.p, Tok.p, n, d, v0, rows);
+  sync();
+  EXPECT_EQ(Out.to_host(), out);  // a copy
+  EXPECT_LT(rel_err(Dt.to_host(), dt), 1e-5);
+}
+
+TEST(CudaOps, CrossEntropyForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  for (auto [n, V] : {std::pair{33, 257}, std::pair{4, 5000}}) {
+    const fvec logits = rnd((size_t)n * V, 40, 3.0), dl0 = rnd((size_t)n * V, 41, 1e-3);
+    std::vector<int32_t> tg(n);
+    for (int i = 0; i < n; ++i) tg[i] = (i * 31 + 7) % V;
+    fvec losses(n), dl = dl0;
+    cross_entropy_forward(losses.data(), logits.data(), tg.data(), n, V);
+    cross_entropy_backward(dl.data(), logits.data(), tg.data(), 1.0f / n, n, V);
+    DeviceVec<int32_t> Tg(tg);
+    DeviceVec<float> L(logits), Losses(losses), Dl(dl0);
+    gpu::cross_entropy_forward(Losses.p, L.p, Tg.p, n, V);
+    gpu::cross_entropy_backward(Dl.p, L.p, Tg.p, 1.0f / n, n, V);
+    sync();
+    EXPECT_LT(rel_err(Losses.to_host(), losses), 1e-5) << n << "x" << V;
+    EXPECT_LT(rel_err(Dl.to_host(), dl), 1e-5) << n << "x" << V;
+  }
+}
+
+TEST(CudaOps, CrossEntropyTargetOutsideTheVocabularyIsNaN) {
+  SKIP_WITHOUT_GPU();
+  const fvec logits = rnd(2 * 7, 42);
+  DeviceVec<int32_t> Tg(std::vector<int32_t>{3, 7});
+  DeviceVec<float> L(logits), Losses(fvec(2, 0.f));
+  gpu::cross_entropy_forward(Losses.p, L.p, Tg.p, 2, 7);
+  sync();
+  const fvec got = Losses.to_host();
+  EXPECT_TRUE(std::isfinite(got[0]));
+  EXPECT_TRUE(std::isnan(got[1]));
+}
+
+TEST(CudaAdamW, MatchesTheReferenceWithClippingAnd16BitCopies) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 300007;
+  const AdamWConfig c;
+  const float scale = 0.37f;
+  const fvec p0 = rnd(n, 50), m0 = rnd(n, 51, 1e-2), v0i = rnd(n, 52, 1e-2), g = rnd(n, 53);
+  fvec v0(n);
+  for (int64_t i = 0; i < n; ++i) v0[i] = std::fabs(v0i[i]);
+  for (DType dt : {DType::bf16, DType::fp16}) {
+    fvec p = p0, m = m0, v = v0, gs(n);
+    for (int64_t i = 0; i < n; ++i) gs[i] = g[i] * scale;
+    for (int64_t step = 1; step <= 3; ++step)
+      adamw_step_reference(p.data(), m.data(), v.data(), gs.data(), n, step, 1e-3f, c, true);
+    DeviceVec<float> P(p0), M(m0), V(v0), G(g);
+    DeviceVec<uint16_t> P16(std::vector<uint16_t>(n, 0));
+    for (int64_t step = 1; step <= 3; ++step)
+      gpu::adamw_step(P.p, M.p, V.p, G.p, n, step, 1e-3f, c, true, scale, P16.p, dt);
+    sync();
+    const fvec gp = P.to_host();
+    EXPECT_LT(rel_err(gp, p), 1e-6) << dtype_name(dt);
+    EXPECT_LT(rel_err(M.to_host(), m), 1e-6) << dtype_name(dt);
+    EXPECT_LT(rel_err(V.to_host(), v), 1e-6) << dtype_name(dt);
+    const std::vector<uint16_t> h = P16.to_host();
+    int64_t off = 0;  // the copy is the GPU's own p rounded once; at most one ulp from the CPU's
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t want = dt == DType::bf16 ? fp32_to_bf16(gp[i]) : fp32_to_fp16(gp[i]);
+      off += h[i] != want;
+    }
+    EXPECT_EQ(off, 0) << dtype_name(dt);
+  }
+}
+
+}  // namespace
+}  // namespace zt
