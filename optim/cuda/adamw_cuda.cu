@@ -8,8 +8,8 @@
 namespace zt::gpu {
 namespace {
 
-__global__ void adamw_kernel(float* p, float* m, float* v, const float* g, int64_t n,
-                             AdamWCoeffs k, float grad_scale, uint16_t* p16, bool fp16) {
+__global__ void adamw_kernel(float* p, float* m, float* v, const float* g, int64_t n, AdamWCoeffs k,
+                             float grad_scale, uint16_t* p16, bool fp16) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     const float gi = g[i] * grad_scale;
@@ -29,8 +29,8 @@ __global__ void adamw_kernel(float* p, float* m, float* v, const float* g, int64
 }  // namespace
 
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, int64_t step, float lr,
-                const AdamWConfig& c, bool decay, float grad_scale, uint16_t* p16,
-                DType p16_dtype, cudaStream_t stream) {
+                const AdamWConfig& c, bool decay, float grad_scale, uint16_t* p16, DType p16_dtype,
+                cudaStream_t stream) {
   ZT_CHECK(!p16 || p16_dtype == DType::bf16 || p16_dtype == DType::fp16,
            "the 16-bit copy of AdamW's parameters is bf16 or fp16");
   if (n <= 0) return;

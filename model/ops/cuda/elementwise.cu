@@ -10,7 +10,7 @@
 namespace zt::gpu {
 namespace {
 
-#define ZT_GRID_STRIDE(i, n)                                                         \
+#define ZT_GRID_STRIDE(i, n)                                                \
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
        i += (int64_t)gridDim.x * blockDim.x)
 
@@ -97,8 +97,7 @@ void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float
   ZT_CHECK(dh % 2 == 0, "rope needs an even head dim, got ", dh);
   const int64_t rows = (int64_t)B * T, pairs = rows * H * (dh / 2);
   if (pairs <= 0) return;
-  rope_kernel<<<grid_for(pairs), 256, 0, stream>>>(out, x, rows, T, H, dh, base, pos0, 1.0f,
-                                                   false);
+  rope_kernel<<<grid_for(pairs), 256, 0, stream>>>(out, x, rows, T, H, dh, base, pos0, 1.0f, false);
   CUDA_CHECK_LAST();
 }
 

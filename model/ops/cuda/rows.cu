@@ -116,8 +116,7 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int n, int V, cudaStream_t stream) {
   if (n <= 0) return;
-  cross_entropy_backward_kernel<<<n, kRowThreads, 0, stream>>>(dlogits, logits, targets, scale,
-                                                               V);
+  cross_entropy_backward_kernel<<<n, kRowThreads, 0, stream>>>(dlogits, logits, targets, scale, V);
   CUDA_CHECK_LAST();
 }
 
