@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# bundle.sh: the CUDA binaries built here, with the shared libraries they need that a GPU machine
+# may lack, in one folder the device tool can carry (its limit is 64 MiB for the whole tree).
+# The GPU machine lent to sessions has the driver, nvcc, cuBLAS and NCCL but, as last seen, no
+# Open MPI, HDF5, OpenBLAS, Boost or GoogleTest: tests/gpu/run_gpu_checks.sh finds gpu-bundle/ in
+# the repository root and runs these instead of building. One-process runs only (zerotrain
+# initialises MPI only under a launcher, so libmpi is loaded but never started).
+# usage: tests/gpu/bundle.sh [CUDA_BUILD_DIR]   (default build-cuda; built first if needed)
+# Leaves gpu-bundle/bundle.tar.xz (bin/ and lib/, about 15 MB; 70 MB unpacked, over the carry
+# limit) and gpu-bundle/BUNDLE (what it holds), gitignored; prints its size.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dir=${1:-build-cuda}
+cmake -S . -B "$dir" -DZT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+cmake --build "$dir" -j"$(nproc)" --target zerotrain zt_cuda_tests >/dev/null
+rm -rf gpu-bundle
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p gpu-bundle "$work/bin" "$work/lib"
+cp "$dir/launch/zerotrain" "$dir/tests/zt_cuda_tests" "$work/bin/"
+# Every library the binaries load, except the C runtime and CUDA's own (the GPU machine's
+# driver and toolkit provide those, in the versions that match its driver).
+skip='^(libc|libm|libdl|libpthread|librt|ld-linux.*|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so'
+for b in "$work"/bin/*; do
+  ldd "$b" | awk '/=> \//{print $3}'
+done | sort -u | while read -r lib; do
+  name=$(basename "$lib")
+  [[ $name =~ $skip ]] && continue
+  cp -L "$lib" "$work/lib/$name"
+done
+tar -cJf gpu-bundle/bundle.tar.xz -C "$work" bin lib
+{
+  echo "built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes')"
+  echo "cuda $(nvcc --version | grep -o 'release [0-9.]*'), arch 90"
+  echo "binaries: $(ls "$work/bin" | tr '\n' ' ')"
+  echo "libraries: $(ls "$work/lib" | tr '\n' ' ')"
+} >gpu-bundle/BUNDLE
+cat gpu-bundle/BUNDLE
+echo "gpu-bundle: $(du -sb gpu-bundle | cut -f1) bytes (the device tool carries at most 64 MiB with the tree)"
