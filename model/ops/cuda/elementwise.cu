@@ -52,28 +52,25 @@ __global__ void rope_kernel(float* out, const float* x, int64_t rows, int T, int
   }
 }
 
-__device__ inline bool held(int32_t tok, int v0, int rows, int64_t& row) {
-  row = (int64_t)tok - v0;
-  return row >= 0 && (rows < 0 || row < rows);
+// Element k of the [n, d] lookup: its index in the table of rows [v0, v0 + rows), -1 if not held.
+__device__ inline int64_t table_index(const int32_t* tok, int64_t k, int d, int v0, int rows) {
+  const int64_t row = (int64_t)tok[k / d] - v0;
+  return row >= 0 && (rows < 0 || row < rows) ? row * d + k % d : -1;
 }
 
 __global__ void embedding_forward_kernel(float* out, const int32_t* tok, const float* table,
                                          int64_t n, int d, int v0, int rows) {
   ZT_GRID_STRIDE(k, n * d) {
-    const int64_t i = k / d;
-    const int j = (int)(k % d);
-    int64_t row;
-    out[k] = held(tok[i], v0, rows, row) ? table[row * d + j] : 0.0f;
+    const int64_t t = table_index(tok, k, d, v0, rows);
+    out[k] = t >= 0 ? table[t] : 0.0f;
   }
 }
 
 __global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* tok,
                                           int64_t n, int d, int v0, int rows) {
   ZT_GRID_STRIDE(k, n * d) {
-    const int64_t i = k / d;
-    const int j = (int)(k % d);
-    int64_t row;
-    if (held(tok[i], v0, rows, row)) atomicAdd(&dtable[row * d + j], dout[k]);
+    const int64_t t = table_index(tok, k, d, v0, rows);
+    if (t >= 0) atomicAdd(&dtable[t], dout[k]);
   }
 }
 
@@ -92,23 +89,24 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
   CUDA_CHECK_LAST();
 }
 
-void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base, int pos0,
-                  cudaStream_t stream) {
+static void launch_rope(float* out, const float* x, int B, int T, int H, int dh, float base,
+                        int pos0, float sign, bool accumulate, cudaStream_t stream) {
   ZT_CHECK(dh % 2 == 0, "rope needs an even head dim, got ", dh);
   const int64_t rows = (int64_t)B * T, pairs = rows * H * (dh / 2);
   if (pairs <= 0) return;
-  rope_kernel<<<grid_for(pairs), 256, 0, stream>>>(out, x, rows, T, H, dh, base, pos0, 1.0f, false);
+  rope_kernel<<<grid_for(pairs), 256, 0, stream>>>(out, x, rows, T, H, dh, base, pos0, sign,
+                                                   accumulate);
   CUDA_CHECK_LAST();
+}
+
+void rope_forward(float* out, const float* x, int B, int T, int H, int dh, float base, int pos0,
+                  cudaStream_t stream) {
+  launch_rope(out, x, B, T, H, dh, base, pos0, 1.0f, false, stream);
 }
 
 void rope_backward(float* dx, const float* dout, int B, int T, int H, int dh, float base, int pos0,
                    bool accumulate, cudaStream_t stream) {
-  ZT_CHECK(dh % 2 == 0, "rope needs an even head dim, got ", dh);
-  const int64_t rows = (int64_t)B * T, pairs = rows * H * (dh / 2);
-  if (pairs <= 0) return;
-  rope_kernel<<<grid_for(pairs), 256, 0, stream>>>(dx, dout, rows, T, H, dh, base, pos0, -1.0f,
-                                                   accumulate);
-  CUDA_CHECK_LAST();
+  launch_rope(dx, dout, B, T, H, dh, base, pos0, -1.0f, accumulate, stream);
 }
 
 void embedding_forward(float* out, const int32_t* tok, const float* table, int n, int d, int v0,
