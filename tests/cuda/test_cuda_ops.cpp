@@ -1,9 +1,11 @@
-// The model's ops and AdamW on the GPU (model/ops/cuda/ops_cuda.h, optim/cuda/adamw_cuda.h)
-// against their CPU versions on the same fp32 inputs, forward and backward, with odd sizes (rows
-// and widths not multiples of the block or warp). Every test skips when no CUDA device is visible.
+// The model's ops (dense and MoE) and AdamW on the GPU (model/ops/cuda/ops_cuda.h,
+// optim/cuda/adamw_cuda.h) against their CPU versions on the same fp32 inputs, forward and
+// backward, with odd sizes (rows and widths not multiples of the block or warp). Every test skips
+// when no CUDA device is visible.
 //
 // Error: max |gpu - cpu| / max |cpu| over the output. Tolerances: 1e-5 where only the summation
-// order differs (RMSNorm, cross-entropy, embedding's atomic adds); 1e-5 for SwiGLU (the CPU's
+// order differs (RMSNorm, cross-entropy, embedding's atomic adds, the router's backward, MoE
+// dispatch and combine); the router's picks exactly; 1e-5 for SwiGLU (the CPU's
 // polynomial exp against CUDA's expf, both within ~2e-7); 1e-6 for RoPE and AdamW (elementwise,
 // the same formula; FMA contraction may differ); the 16-bit copy of AdamW within one unit in the
 // last place of bf16 / fp16.
@@ -148,6 +150,68 @@ TEST(CudaOps, CrossEntropyTargetOutsideTheVocabularyIsNaN) {
   const fvec got = Losses.to_host();
   EXPECT_TRUE(std::isfinite(got[0]));
   EXPECT_TRUE(std::isnan(got[1]));
+}
+
+TEST(CudaOps, RouterPicksAndGradientsAsTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const int n = 333, E = 8, K = 2;
+  for (bool renorm : {true, false}) {
+    fvec logits = rnd((size_t)n * E, 70, 2.0);
+    for (int e = 0; e < E; ++e) logits[(size_t)5 * E + e] = 0.5f;  // a row of ties
+    const fvec dgates = rnd((size_t)n * K, 71), dprobs = rnd((size_t)n * E, 72);
+    const fvec dl0 = rnd((size_t)n * E, 73);
+    fvec probs((size_t)n * E), gates((size_t)n * K), dl = dl0;
+    std::vector<int32_t> idx((size_t)n * K);
+    router_forward(probs.data(), idx.data(), gates.data(), logits.data(), n, E, K, renorm);
+    router_backward(dl.data(), dgates.data(), dprobs.data(), probs.data(), idx.data(), n, E, K,
+                    renorm);
+    DeviceVec<float> L(logits), P(probs), G(gates), Dg(dgates), Dp(dprobs), Dl(dl0);
+    DeviceVec<int32_t> Idx(idx);
+    gpu::router_forward(P.p, Idx.p, G.p, L.p, n, E, K, renorm);
+    gpu::router_backward(Dl.p, Dg.p, Dp.p, P.p, Idx.p, n, E, K, renorm);
+    sync();
+    EXPECT_EQ(Idx.to_host(), idx) << "renorm " << renorm;
+    EXPECT_LT(rel_err(P.to_host(), probs), 1e-5);
+    EXPECT_LT(rel_err(G.to_host(), gates), 1e-5);
+    EXPECT_LT(rel_err(Dl.to_host(), dl), 1e-5);
+  }
+}
+
+TEST(CudaOps, MoeDispatchAndCombineWithDroppedAssignments) {
+  SKIP_WITHOUT_GPU();
+  const int n = 257, E = 4, K = 2, d = 72;
+  std::vector<int32_t> idx((size_t)n * K);
+  for (int i = 0; i < n; ++i) {  // expert 0 is popular: capacity drops some of its rows
+    idx[(size_t)i * K] = i % 3 == 0 ? 0 : i % E;
+    idx[(size_t)i * K + 1] = (idx[(size_t)i * K] + 1 + i % (E - 1)) % E;
+  }
+  MoePlan plan;
+  moe_plan(plan, idx.data(), n, E, K, moe_capacity(1.0, n, K, E));
+  ASSERT_GT(plan.dropped, 0);
+  const int rows = plan.rows();
+  const fvec x = rnd((size_t)n * d, 80), gates = rnd((size_t)n * K, 81);
+  const fvec ye = rnd((size_t)rows * d, 82), dout = rnd((size_t)n * d, 83);
+  const fvec dx0 = rnd((size_t)n * d, 84), out0 = rnd((size_t)n * d, 85);
+  const fvec dye0 = rnd((size_t)rows * d, 86), dg0 = rnd((size_t)n * K, 87);
+  fvec xe((size_t)rows * d), dx = dx0, out = out0, dye = dye0, dg = dg0;
+  moe_dispatch_forward(xe.data(), x.data(), plan, d);
+  moe_dispatch_backward(dx.data(), ye.data(), plan, d);  // ye as the rows' gradient
+  moe_combine_forward(out.data(), ye.data(), gates.data(), plan, d);
+  moe_combine_backward(dye.data(), dg.data(), dout.data(), ye.data(), gates.data(), plan, d);
+  DeviceVec<int32_t> Tok(plan.token), Slot(plan.slot), RowOf(gpu::plan_rows_of(plan));
+  const gpu::DevicePlan dp{n, K, rows, Tok.p, Slot.p, RowOf.p};
+  DeviceVec<float> X(x), G(gates), Ye(ye), Dout(dout), Xe(fvec(xe.size(), NAN)), Dx(dx0), Out(out0),
+      Dye(dye0), Dg(dg0);
+  gpu::moe_dispatch_forward(Xe.p, X.p, dp, d);
+  gpu::moe_dispatch_backward(Dx.p, Ye.p, dp, d);
+  gpu::moe_combine_forward(Out.p, Ye.p, G.p, dp, d);
+  gpu::moe_combine_backward(Dye.p, Dg.p, Dout.p, Ye.p, G.p, dp, d);
+  sync();
+  EXPECT_EQ(Xe.to_host(), xe);  // a copy
+  EXPECT_LT(rel_err(Dx.to_host(), dx), 1e-5);
+  EXPECT_LT(rel_err(Out.to_host(), out), 1e-5);
+  EXPECT_LT(rel_err(Dye.to_host(), dye), 1e-5);
+  EXPECT_LT(rel_err(Dg.to_host(), dg), 1e-5);
 }
 
 TEST(CudaAdamW, MatchesTheReferenceWithClippingAnd16BitCopies) {

@@ -10,6 +10,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "model/ops/ops.h"
 
 namespace zt::gpu {
 
@@ -47,5 +50,39 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
 // dlogits[i, :] += scale * (softmax(logits[i, :]) - onehot(targets[i]))
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int n, int V, cudaStream_t stream = nullptr);
+
+// router: softmax over E experts and the top K picks (ties to the lower expert), the gates
+// renormalised when renorm, as router_forward; backward dlogits += ... (dprobs may be null).
+// One thread per token (E is tens of experts).
+void router_forward(float* probs, int32_t* idx, float* gates, const float* logits, int n, int E,
+                    int K, bool renorm, cudaStream_t stream = nullptr);
+void router_backward(float* dlogits, const float* dgates, const float* dprobs, const float* probs,
+                     const int32_t* idx, int n, int E, int K, bool renorm,
+                     cudaStream_t stream = nullptr);
+
+// A MoePlan (made on the host by moe_plan) on the device: each dispatched row's token and slot,
+// and the inverse, each (token, slot)'s row or -1 when capacity dropped it. The gathers into a
+// token then run per token over its K slots: no atomics, the same order on every run.
+struct DevicePlan {
+  int n = 0, K = 0, rows = 0;
+  const int32_t* token = nullptr;   // [rows]
+  const int32_t* slot = nullptr;    // [rows]
+  const int32_t* row_of = nullptr;  // [n * K]
+};
+// row_of of a plan, for upload with its token and slot.
+std::vector<int32_t> plan_rows_of(const MoePlan& plan);
+
+// xe[r] = x[token[r]]; backward dx[t] += sum over t's kept slots of dxe[row]
+void moe_dispatch_forward(float* xe, const float* x, const DevicePlan& plan, int d,
+                          cudaStream_t stream = nullptr);
+void moe_dispatch_backward(float* dx, const float* dxe, const DevicePlan& plan, int d,
+                           cudaStream_t stream = nullptr);
+// out[t] += sum over t's kept slots k of gates[t, k] * ye[row]; backward dye[r] += g dout[t],
+// dgates[t, slot] += dot(dout[t], ye[r]) (either may be null)
+void moe_combine_forward(float* out, const float* ye, const float* gates, const DevicePlan& plan,
+                         int d, cudaStream_t stream = nullptr);
+void moe_combine_backward(float* dye, float* dgates, const float* dout, const float* ye,
+                          const float* gates, const DevicePlan& plan, int d,
+                          cudaStream_t stream = nullptr);
 
 }  // namespace zt::gpu
