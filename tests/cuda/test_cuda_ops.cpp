@@ -5,14 +5,15 @@
 //
 // Error: max |gpu - cpu| / max |cpu| over the output. Tolerances: 1e-5 where only the summation
 // order differs (RMSNorm, cross-entropy, embedding's atomic adds, the router's backward, MoE
-// dispatch and combine); the router's picks exactly; 1e-5 for SwiGLU (the CPU's
-// polynomial exp against CUDA's expf, both within ~2e-7); 1e-6 for RoPE and AdamW (elementwise,
-// the same formula; FMA contraction may differ); the 16-bit copy of AdamW within one unit in the
-// last place of bf16 / fp16.
+// dispatch and combine, fused attention against the CPU's kept probabilities); the router's
+// picks exactly; 1e-5 for SwiGLU (the CPU's polynomial exp against CUDA's expf, both within
+// ~2e-7); 1e-6 for RoPE and AdamW (elementwise, the same formula; FMA contraction may differ);
+// the 16-bit copy of AdamW equal to the GPU's own parameter rounded once.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "model/ops/cuda/ops_cuda.h"
@@ -150,6 +151,45 @@ TEST(CudaOps, CrossEntropyTargetOutsideTheVocabularyIsNaN) {
   const fvec got = Losses.to_host();
   EXPECT_TRUE(std::isfinite(got[0]));
   EXPECT_TRUE(std::isnan(got[1]));
+}
+
+// The fused kernel against the CPU's (which keeps the probabilities): outputs and all three
+// gradients, accumulating and overwriting, at a short odd shape and at T = 1024.
+TEST(CudaOps, FusedAttentionMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  struct Shape {
+    int B, T, H, dh;
+  };
+  for (const Shape sh : {Shape{2, 37, 3, 40}, Shape{1, 1024, 2, 64}, Shape{1, 9, 1, 256}}) {
+    const auto [B, T, H, dh] = sh;
+    const size_t sz = (size_t)B * T * H * dh, rows = (size_t)B * H * T;
+    const fvec q = rnd(sz, 90), k = rnd(sz, 91), v = rnd(sz, 92), dout = rnd(sz, 93);
+    const fvec dq0 = rnd(sz, 94), dk0 = rnd(sz, 95), dv0 = rnd(sz, 96);
+    fvec out(sz), probs(rows * T), dq = dq0, dk = dk0, dv = dv0;
+    attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), B, T, H, dh);
+    attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), q.data(),
+                       k.data(), v.data(), B, T, H, dh);
+    fvec oq(sz, 0.f), ok(sz, 0.f), ov(sz, 0.f);  // what overwriting gives
+    attention_backward(oq.data(), ok.data(), ov.data(), dout.data(), probs.data(), q.data(),
+                       k.data(), v.data(), B, T, H, dh);
+    DeviceVec<float> Q(q), K(k), V(v), Dout(dout), Out(fvec(sz, NAN)), Lse(fvec(rows, NAN)),
+        Scratch(fvec(rows, 0.f)), Dq(dq0), Dk(dk0), Dv(dv0), Oq(fvec(sz, NAN)), Ok(fvec(sz, NAN)),
+        Ov(fvec(sz, NAN));
+    gpu::attention_forward(Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh);
+    gpu::attention_backward(Dq.p, Dk.p, Dv.p, Dout.p, Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh,
+                            Scratch.p);
+    gpu::attention_backward(Oq.p, Ok.p, Ov.p, Dout.p, Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh,
+                            Scratch.p, /*accumulate=*/false);
+    sync();
+    const std::string at = "T " + std::to_string(T) + " dh " + std::to_string(dh);
+    EXPECT_LT(rel_err(Out.to_host(), out), 1e-5) << at;
+    EXPECT_LT(rel_err(Dq.to_host(), dq), 1e-5) << at;
+    EXPECT_LT(rel_err(Dk.to_host(), dk), 1e-5) << at;
+    EXPECT_LT(rel_err(Dv.to_host(), dv), 1e-5) << at;
+    EXPECT_LT(rel_err(Oq.to_host(), oq), 1e-5) << at;
+    EXPECT_LT(rel_err(Ok.to_host(), ok), 1e-5) << at;
+    EXPECT_LT(rel_err(Ov.to_host(), ov), 1e-5) << at;
+  }
 }
 
 TEST(CudaOps, RouterPicksAndGradientsAsTheCpu) {

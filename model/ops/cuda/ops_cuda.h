@@ -51,6 +51,19 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* ta
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                             float scale, int n, int V, cudaStream_t stream = nullptr);
 
+// causal attention, fused: out = softmax(q k^T / sqrt(dh)) v per (batch, head), q, k, v, out
+// [B*T, H*dh] as attention_forward, but never forming the T x T scores in memory: forward keeps
+// each query row's log-sum-exp lse [B*H*T] (online softmax), backward recomputes the scores
+// from it. Backward adds to dq, dk, dv (or overwrites them; a null one is skipped) and uses
+// scratch [B*H*T] for each row's dot(dout, out). dh at most 256. One warp per query row
+// (forward, dq) or key row (dk, dv): no atomics, the same sums on every run.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int dh, cudaStream_t stream = nullptr);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                        const float* lse, const float* q, const float* k, const float* v, int B,
+                        int T, int H, int dh, float* scratch, bool accumulate = true,
+                        cudaStream_t stream = nullptr);
+
 // router: softmax over E experts and the top K picks (ties to the lower expert), the gates
 // renormalised when renorm, as router_forward; backward dlogits += ... (dprobs may be null).
 // One thread per token (E is tens of experts).
