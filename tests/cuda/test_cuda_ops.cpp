@@ -8,7 +8,8 @@
 // dispatch and combine, fused attention against the CPU's kept probabilities); the router's
 // picks exactly; 1e-5 for SwiGLU (the CPU's polynomial exp against CUDA's expf, both within
 // ~2e-7); 1e-6 for RoPE and AdamW (elementwise, the same formula; FMA contraction may differ);
-// the 16-bit copy of AdamW equal to the GPU's own parameter rounded once.
+// fake quantization's values and dw exactly (the same IEEE operations); the 16-bit copy of AdamW
+// equal to the GPU's own parameter rounded once.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 
 #include "model/ops/cuda/ops_cuda.h"
 #include "model/ops/ops.h"
+#include "model/ops/quant_ops.h"
 #include "optim/adamw.h"
 #include "optim/cuda/adamw_cuda.h"
 #include "runtime/cuda/cuda_check.h"
@@ -252,6 +254,48 @@ TEST(CudaOps, MoeDispatchAndCombineWithDroppedAssignments) {
   EXPECT_LT(rel_err(Out.to_host(), out), 1e-5);
   EXPECT_LT(rel_err(Dye.to_host(), dye), 1e-5);
   EXPECT_LT(rel_err(Dg.to_host(), dg), 1e-5);
+}
+
+// QAT's fake quantization: the forward values bitwise the CPU's (same IEEE operations, round
+// half to even), the LSQ gradients (dw exactly, ds to the summation order), at int2 / int4 /
+// int8 with groups and per channel, and activations per row with and without given maxima.
+TEST(CudaOps, FakeQuantAsTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const int in = 96, out = 70;
+  for (auto [qp, G] : {std::pair{1, 16}, std::pair{7, 32}, std::pair{127, 96}}) {
+    const fvec w = rnd((size_t)in * out, 100), g = rnd((size_t)in * out, 101);
+    fvec s((size_t)(in / G) * out);
+    init_step_sizes(s.data(), w.data(), in, out, G, qp, /*mse=*/true);
+    s[3] = 0.0f;  // a step size that shrank to nothing counts as kMinStep
+    const fvec dw0 = rnd(w.size(), 102), ds0 = rnd(s.size(), 103);
+    fvec q(w.size()), dw = dw0, ds = ds0;
+    fake_quant_weight(q.data(), w.data(), s.data(), in, out, G, qp);
+    fake_quant_weight_backward(dw.data(), ds.data(), g.data(), w.data(), s.data(), in, out, G, qp);
+    DeviceVec<float> W(w), S(s), Gr(g), Q(fvec(q.size(), NAN)), Dw(dw0), Ds(ds0);
+    gpu::fake_quant_weight(Q.p, W.p, S.p, in, out, G, qp);
+    gpu::fake_quant_weight_backward(Dw.p, Ds.p, Gr.p, W.p, S.p, in, out, G, qp);
+    sync();
+    EXPECT_EQ(Q.to_host(), q) << "qp " << qp;
+    EXPECT_EQ(Dw.to_host(), dw) << "qp " << qp;
+    EXPECT_LT(rel_err(Ds.to_host(), ds), 1e-5) << "qp " << qp;
+  }
+  const int64_t n = 41;
+  const int d = 300;
+  fvec x = rnd((size_t)n * d, 104);
+  for (int j = 0; j < d; ++j) x[(size_t)7 * d + j] = 0.0f;  // an all-zero row stays as it is
+  fvec amax(n), xq = x, xg = x, given(n);
+  row_absmax(amax.data(), x.data(), n, d);
+  for (int64_t r = 0; r < n; ++r) given[r] = 2.0f * amax[r] + 0.5f;
+  fake_quant_rows(xq.data(), n, d);
+  fake_quant_rows(xg.data(), n, d, given.data());
+  DeviceVec<float> X(x), Amax(fvec(n, NAN)), Xq(x), Xg(x), Given(given);
+  gpu::row_absmax(Amax.p, X.p, n, d);
+  gpu::fake_quant_rows(Xq.p, n, d);
+  gpu::fake_quant_rows(Xg.p, n, d, Given.p);
+  sync();
+  EXPECT_EQ(Amax.to_host(), amax);
+  EXPECT_EQ(Xq.to_host(), xq);
+  EXPECT_EQ(Xg.to_host(), xg);
 }
 
 TEST(CudaAdamW, MatchesTheReferenceWithClippingAnd16BitCopies) {

@@ -64,6 +64,22 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int T, int H, int dh, float* scratch, bool accumulate = true,
                         cudaStream_t stream = nullptr);
 
+// QAT's fake quantization (model/ops/quant_ops.h's conventions: w [in, out], step sizes
+// s [in / G, out], levels -qp..qp, round half to even): the same float operations as the CPU,
+// so the forward values are bitwise the CPU's.
+void fake_quant_weight(float* q, const float* w, const float* s, int in, int out, int G, int qp,
+                       cudaStream_t stream = nullptr);
+// dw, ds += the LSQ gradients given g = dL/dq(w); one thread per (group, column) sums its G rows
+// in order. `shared` as in quant_ops.h (0: G).
+void fake_quant_weight_backward(float* dw, float* ds, const float* g, const float* w,
+                                const float* s, int in, int out, int G, int qp, int shared = 0,
+                                cudaStream_t stream = nullptr);
+// x [n, d] fake-quantized to int8 per row in place (amax [n] given, or each row's own), and
+// each row's absmax.
+void fake_quant_rows(float* x, int64_t n, int d, const float* amax = nullptr,
+                     cudaStream_t stream = nullptr);
+void row_absmax(float* amax, const float* x, int64_t n, int d, cudaStream_t stream = nullptr);
+
 // router: softmax over E experts and the top K picks (ties to the lower expert), the gates
 // renormalised when renorm, as router_forward; backward dlogits += ... (dprobs may be null).
 // One thread per token (E is tens of experts).
