@@ -20,7 +20,7 @@ void embedding_forward(float* out, const int32_t* tok, const float* table, int n
   for (int i = 0; i < n; ++i) {
     const int64_t r = (int64_t)tok[i] - v0;
     float* dst = out + (int64_t)i * d;
-    if (rows >= 0 && (r < 0 || r >= rows))
+    if (r < 0 || (rows >= 0 && r >= rows))  // below the table: never held, whatever rows
       std::memset(dst, 0, sizeof(float) * d);
     else
       std::memcpy(dst, table + r * d, sizeof(float) * d);
@@ -37,7 +37,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tok, in
     int j0 = cb * block, j1 = std::min(d, j0 + block);
     for (int i = 0; i < n; ++i) {
       const int64_t r = (int64_t)tok[i] - v0;
-      if (rows >= 0 && (r < 0 || r >= rows)) continue;
+      if (r < 0 || (rows >= 0 && r >= rows)) continue;
       float* dst = dtable + r * d;
       const float* src = dout + (int64_t)i * d;
       for (int j = j0; j < j1; ++j) dst[j] += src[j];

@@ -36,10 +36,13 @@ fvec rnd(size_t n, uint64_t seed, double scale = 1.0) {
   return test::to_float(test::random_vec(n, seed, scale));
 }
 
+// Infinite when either side holds a NaN or an infinity: an output left unwritten (the tests fill
+// them with NaN) or a kernel gone wrong fails every bound.
 double rel_err(const fvec& gpu, const fvec& cpu) {
   EXPECT_EQ(gpu.size(), cpu.size());
   double num = 0, den = 0;
   for (size_t i = 0; i < cpu.size(); ++i) {
+    if (!std::isfinite(gpu[i]) || !std::isfinite(cpu[i])) return INFINITY;
     num = std::max(num, std::fabs((double)gpu[i] - cpu[i]));
     den = std::max(den, std::fabs((double)cpu[i]));
   }
@@ -47,6 +50,9 @@ double rel_err(const fvec& gpu, const fvec& cpu) {
 }
 
 void sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+// A device output starts as NaN, so that an element the kernel does not write fails the check.
+fvec nan_like(const fvec& v) { return fvec(v.size(), NAN); }
 
 TEST(CudaOps, RmsNormForwardBackward) {
   SKIP_WITHOUT_GPU();
@@ -56,7 +62,8 @@ TEST(CudaOps, RmsNormForwardBackward) {
     fvec out(x.size()), rstd(n), dx = dx0, dg = dg0;
     rmsnorm_forward(out.data(), rstd.data(), x.data(), g.data(), n, d, 1e-5f);
     rmsnorm_backward(dx.data(), dg.data(), dout.data(), x.data(), g.data(), rstd.data(), n, d);
-    DeviceVec<float> X(x), G(g), Dout(dout), Out(out), R(rstd), Dx(dx0), Dg(dg0);
+    DeviceVec<float> X(x), G(g), Dout(dout), Out(nan_like(out)), R(nan_like(rstd)), Dx(dx0),
+        Dg(dg0);
     gpu::rmsnorm_forward(Out.p, R.p, X.p, G.p, n, d, 1e-5f);
     gpu::rmsnorm_backward(Dx.p, Dg.p, Dout.p, X.p, G.p, R.p, n, d);
     sync();
@@ -75,7 +82,7 @@ TEST(CudaOps, SwigluForwardBackward) {
   fvec out(n), da = da0, db = db0;
   swiglu_forward(out.data(), a.data(), b.data(), n);
   swiglu_backward(da.data(), db.data(), dout.data(), a.data(), b.data(), n);
-  DeviceVec<float> A(a), B(b), Dout(dout), Out(out), Da(da0), Db(db0);
+  DeviceVec<float> A(a), B(b), Dout(dout), Out(nan_like(out)), Da(da0), Db(db0);
   gpu::swiglu_forward(Out.p, A.p, B.p, n);
   gpu::swiglu_backward(Da.p, Db.p, Dout.p, A.p, B.p, n);
   sync();
@@ -93,7 +100,7 @@ TEST(CudaOps, RopeForwardBackwardAtAnOffset) {
   rope_forward(out.data(), x.data(), B, T, H, dh, 10000.f, pos0);
   rope_backward(dx.data(), dout.data(), B, T, H, dh, 10000.f, pos0);
   rope_backward(dxo.data(), dout.data(), B, T, H, dh, 10000.f, pos0, false);
-  DeviceVec<float> X(x), Dout(dout), Out(out), Dx(dx0), Dxo(fvec(sz, NAN)), In(x);
+  DeviceVec<float> X(x), Dout(dout), Out(nan_like(out)), Dx(dx0), Dxo(fvec(sz, NAN)), In(x);
   gpu::rope_forward(Out.p, X.p, B, T, H, dh, 10000.f, pos0);
   gpu::rope_forward(In.p, In.p, B, T, H, dh, 10000.f, pos0);  // in place
   gpu::rope_backward(Dx.p, Dout.p, B, T, H, dh, 10000.f, pos0);
@@ -116,7 +123,7 @@ TEST(CudaOps, EmbeddingOfAVocabularySlice) {
   embedding_forward(out.data(), tok.data(), table.data(), n, d, v0, rows);
   embedding_backward(dt.data(), dout.data(), tok.data(), n, d, v0, rows);
   DeviceVec<int32_t> Tok(tok);
-  DeviceVec<float> Table(table), Dout(dout), Out(out), Dt(dt0);
+  DeviceVec<float> Table(table), Dout(dout), Out(nan_like(out)), Dt(dt0);
   gpu::embedding_forward(Out.p, Tok.p, Table.p, n, d, v0, rows);
   gpu::embedding_backward(Dt.p, Dout.p, Tok.p, n, d, v0, rows);
   sync();
@@ -134,7 +141,7 @@ TEST(CudaOps, CrossEntropyForwardBackward) {
     cross_entropy_forward(losses.data(), logits.data(), tg.data(), n, V);
     cross_entropy_backward(dl.data(), logits.data(), tg.data(), 1.0f / n, n, V);
     DeviceVec<int32_t> Tg(tg);
-    DeviceVec<float> L(logits), Losses(losses), Dl(dl0);
+    DeviceVec<float> L(logits), Losses(nan_like(losses)), Dl(dl0);
     gpu::cross_entropy_forward(Losses.p, L.p, Tg.p, n, V);
     gpu::cross_entropy_backward(Dl.p, L.p, Tg.p, 1.0f / n, n, V);
     sync();
@@ -194,6 +201,40 @@ TEST(CudaOps, FusedAttentionMatchesTheCpu) {
   }
 }
 
+// The gradients a caller does not ask for (null) are skipped and the others unchanged: attention
+// with dv alone, then dk alone, dh below a warp; RMSNorm with dg alone.
+TEST(CudaOps, NullGradientsAreSkipped) {
+  SKIP_WITHOUT_GPU();
+  const int B = 1, T = 21, H = 2, dh = 12;
+  const size_t sz = (size_t)B * T * H * dh, rows = (size_t)B * H * T;
+  const fvec q = rnd(sz, 110), k = rnd(sz, 111), v = rnd(sz, 112), dout = rnd(sz, 113);
+  fvec out(sz), probs(rows * T), dv(sz, 0.f), dk(sz, 0.f);
+  attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), B, T, H, dh);
+  attention_backward(nullptr, nullptr, dv.data(), dout.data(), probs.data(), q.data(), k.data(),
+                     v.data(), B, T, H, dh);
+  attention_backward(nullptr, dk.data(), nullptr, dout.data(), probs.data(), q.data(), k.data(),
+                     v.data(), B, T, H, dh);
+  DeviceVec<float> Q(q), K(k), V(v), Dout(dout), Out(nan_like(out)), Lse(fvec(rows, NAN)),
+      Scratch(fvec(rows, 0.f)), Dv(fvec(sz, 0.f)), Dk(fvec(sz, 0.f));
+  gpu::attention_forward(Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh);
+  gpu::attention_backward(nullptr, nullptr, Dv.p, Dout.p, Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh,
+                          Scratch.p);
+  gpu::attention_backward(nullptr, Dk.p, nullptr, Dout.p, Out.p, Lse.p, Q.p, K.p, V.p, B, T, H, dh,
+                          Scratch.p);
+  const int n = 9, d = 20;
+  const fvec x = rnd((size_t)n * d, 114), g = rnd(d, 115), dy = rnd((size_t)n * d, 116);
+  fvec y((size_t)n * d), rstd(n), dg(d, 0.f);
+  rmsnorm_forward(y.data(), rstd.data(), x.data(), g.data(), n, d, 1e-5f);
+  rmsnorm_backward(nullptr, dg.data(), dy.data(), x.data(), g.data(), rstd.data(), n, d);
+  DeviceVec<float> X(x), G(g), Dy(dy), R(rstd), Dg(fvec(d, 0.f));
+  gpu::rmsnorm_backward(nullptr, Dg.p, Dy.p, X.p, G.p, R.p, n, d);
+  sync();
+  EXPECT_LT(rel_err(Out.to_host(), out), 1e-5);
+  EXPECT_LT(rel_err(Dv.to_host(), dv), 1e-5);
+  EXPECT_LT(rel_err(Dk.to_host(), dk), 1e-5);
+  EXPECT_LT(rel_err(Dg.to_host(), dg), 1e-5);
+}
+
 TEST(CudaOps, RouterPicksAndGradientsAsTheCpu) {
   SKIP_WITHOUT_GPU();
   const int n = 333, E = 8, K = 2;
@@ -207,8 +248,9 @@ TEST(CudaOps, RouterPicksAndGradientsAsTheCpu) {
     router_forward(probs.data(), idx.data(), gates.data(), logits.data(), n, E, K, renorm);
     router_backward(dl.data(), dgates.data(), dprobs.data(), probs.data(), idx.data(), n, E, K,
                     renorm);
-    DeviceVec<float> L(logits), P(probs), G(gates), Dg(dgates), Dp(dprobs), Dl(dl0);
-    DeviceVec<int32_t> Idx(idx);
+    DeviceVec<float> L(logits), P(nan_like(probs)), G(nan_like(gates)), Dg(dgates), Dp(dprobs),
+        Dl(dl0);
+    DeviceVec<int32_t> Idx(std::vector<int32_t>(idx.size(), -1));
     gpu::router_forward(P.p, Idx.p, G.p, L.p, n, E, K, renorm);
     gpu::router_backward(Dl.p, Dg.p, Dp.p, P.p, Idx.p, n, E, K, renorm);
     sync();

@@ -2,7 +2,7 @@
 // against a direct complex-rotation formula, in place, its pos0 offset and its inverse;
 // attention's causal mask and probability rows, and decoding one position over a KV cache;
 // cross-entropy of uniform logits and its out-of-range target error; the backward ops' overwrite
-// mode.
+// mode; the embedding's tokens outside its table.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -166,6 +166,20 @@ TEST(CrossEntropy, TargetOutOfRangeNamesItAndItsPosition) {
   EXPECT_THROW(ref::cross_entropy_forward(losses.data(), z.data(),
                                           std::vector<int32_t>{0, 1, 2, 3, 37, 5}.data(), n, V),
                Error);
+}
+
+// A token below the table's first row is never held, also for a whole table (rows < 0): a zero
+// row and no gradient, never a read or write before the table.
+TEST(Embedding, ATokenBelowTheTableIsNotHeld) {
+  const int d = 3;
+  const fvec table = {1, 2, 3, 4, 5, 6};
+  const std::vector<int32_t> tok = {-1, 1};
+  fvec out(2 * d, 9.f), dtable(table.size(), 0.f);
+  embedding_forward(out.data(), tok.data(), table.data(), 2, d);
+  EXPECT_EQ(out, (fvec{0, 0, 0, 4, 5, 6}));
+  const fvec dout = {1, 1, 1, 2, 2, 2};
+  embedding_backward(dtable.data(), dout.data(), tok.data(), 2, d);
+  EXPECT_EQ(dtable, (fvec{0, 0, 0, 2, 2, 2}));
 }
 
 // The backward ops' overwrite mode (the block's first product into each scratch buffer) writes

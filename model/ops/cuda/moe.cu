@@ -106,7 +106,7 @@ __global__ void combine_backward_kernel(float* dye, float* dgates, const float* 
   const int64_t t = plan.token[r], gi = t * plan.K + plan.slot[r];
   const float* dO = dout + t * d;
   const float* y = ye ? ye + r * d : nullptr;
-  const float g = gates[gi];
+  const float g = dye ? gates[gi] : 0.0f;  // gates are read only for dye, as on the CPU
   float dot = 0.0f;
   for (int j = threadIdx.x; j < d; j += blockDim.x) {
     if (dye) dye[r * d + j] += g * dO[j];

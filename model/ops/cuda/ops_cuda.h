@@ -5,7 +5,8 @@
 // (tests/gpu/run_gpu_checks.sh). The GEMMs are the device layer's (runtime/device.h: cuBLAS).
 //
 // Token ids and targets are checked on the host where they are read (TokenData checks every token
-// against the vocabulary); a target outside [0, V) here gives a NaN loss, never a fault.
+// against the vocabulary); a target outside [0, V) here gives a NaN loss (and no one-hot term in
+// the backward), never a fault.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -55,8 +56,9 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
 // [B*T, H*dh] as attention_forward, but never forming the T x T scores in memory: forward keeps
 // each query row's log-sum-exp lse [B*H*T] (online softmax), backward recomputes the scores
 // from it. Backward adds to dq, dk, dv (or overwrites them; a null one is skipped) and uses
-// scratch [B*H*T] for each row's dot(dout, out). dh at most 256. One warp per query row
-// (forward, dq) or key row (dk, dv): no atomics, the same sums on every run.
+// scratch [B*H*T] for each row's dot(dout, out) (needed whichever gradients are asked for). dh at
+// most 256. One warp per query row (forward, dq) or key row (dk, dv): no atomics, the same sums on
+// every run.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int B, int T, int H, int dh, cudaStream_t stream = nullptr);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,

@@ -91,12 +91,14 @@ void fake_quant_weight_backward(float* dw, float* ds, const float* g, const floa
 
 void fake_quant_rows(float* x, int64_t n, int d, const float* amax, cudaStream_t stream) {
   if (n <= 0 || d <= 0) return;
+  ZT_CHECK(n <= INT32_MAX, "fake_quant_rows: ", n, " rows, over one launch's blocks");
   rows_kernel<<<(unsigned)n, kRowThreads, 0, stream>>>(x, nullptr, amax, d);
   CUDA_CHECK_LAST();
 }
 
 void row_absmax(float* amax, const float* x, int64_t n, int d, cudaStream_t stream) {
   if (n <= 0) return;
+  ZT_CHECK(n <= INT32_MAX, "row_absmax: ", n, " rows, over one launch's blocks");
   rows_kernel<<<(unsigned)n, kRowThreads, 0, stream>>>(const_cast<float*>(x), amax, nullptr, d);
   CUDA_CHECK_LAST();
 }

@@ -1,6 +1,7 @@
 // reduce.cuh: block-wide sum and max for the row kernels (blockDim.x a multiple of 32, at most
 // 1024). Every thread gets the result; `scratch` is 32 floats of shared memory, reusable after.
 #pragma once
+#include <cmath>
 
 namespace zt::gpu {
 

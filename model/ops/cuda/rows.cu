@@ -95,7 +95,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* g, in
 
 void rmsnorm_backward(float* dx, float* dg, const float* dout, const float* x, const float* g,
                       const float* rstd, int n, int d, cudaStream_t stream) {
-  if (n <= 0) return;
+  if (n <= 0 || d <= 0) return;
   if (dx) {
     rmsnorm_backward_dx_kernel<<<n, kRowThreads, 0, stream>>>(dx, dout, x, g, rstd, d);
     CUDA_CHECK_LAST();
