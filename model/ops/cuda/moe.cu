@@ -1,10 +1,11 @@
-// moe.cu: the MoE ops on the GPU (ops_cuda.h): the router (one thread per token, the CPU's
-// selection order exactly), dispatch and combine over a DevicePlan (per token over its slots for
-// the gathers into tokens, per row for the scatters to rows; no atomics).
+// moe.cu: the MoE ops on the GPU (ops_cuda.h): the router (one thread per token running
+// router_row.h, the CPU's own code), dispatch and combine over a DevicePlan (per token over its
+// slots for the gathers into tokens, per row for the scatters to rows; no atomics).
 #include <cmath>
 
 #include "model/ops/cuda/ops_cuda.h"
 #include "model/ops/cuda/reduce.cuh"
+#include "model/ops/router_row.h"
 #include "runtime/cuda/cuda_check.h"
 
 namespace zt::gpu {
@@ -13,67 +14,19 @@ namespace {
 __global__ void router_forward_kernel(float* probs, int32_t* idx, float* gates, const float* logits,
                                       int n, int E, int K, bool renorm) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float* l = logits + (int64_t)i * E;
-  float* p = probs + (int64_t)i * E;
-  float mx = l[0];
-  for (int e = 1; e < E; ++e) mx = fmaxf(mx, l[e]);
-  float sum = 0.0f;
-  for (int e = 0; e < E; ++e) {
-    p[e] = expf(l[e] - mx);
-    sum += p[e];
-  }
-  const float inv = 1.0f / sum;
-  for (int e = 0; e < E; ++e) p[e] *= inv;
-  int32_t* ix = idx + (int64_t)i * K;
-  float* g = gates + (int64_t)i * K;
-  float picked = 0.0f;
-  for (int k = 0; k < K; ++k) {  // the best expert strictly after the previous pick's order
-    int best = -1;
-    for (int e = 0; e < E; ++e) {
-      if (k > 0) {
-        const float pp = p[ix[k - 1]];
-        if (!(p[e] < pp || (p[e] == pp && e > ix[k - 1]))) continue;
-      }
-      if (best < 0 || p[e] > p[best]) best = e;
-    }
-    if (best < 0)  // only with NaN probabilities: the lowest expert not yet picked
-      for (int e = 0; e < E && best < 0; ++e) {
-        best = e;
-        for (int j = 0; j < k; ++j)
-          if (ix[j] == e) best = -1;
-      }
-    ix[k] = best;
-    g[k] = p[best];
-    picked += p[best];
-  }
-  if (renorm)
-    for (int k = 0; k < K; ++k) g[k] *= 1.0f / picked;
+  if (i < n)
+    router_row_forward(probs + (int64_t)i * E, idx + (int64_t)i * K, gates + (int64_t)i * K,
+                       logits + (int64_t)i * E, E, K, renorm);
 }
 
 __global__ void router_backward_kernel(float* dlogits, const float* dgates, const float* dprobs,
                                        const float* probs, const int32_t* idx, int n, int E, int K,
                                        bool renorm) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float* p = probs + (int64_t)i * E;
-  const int32_t* ix = idx + (int64_t)i * K;
-  const float* dg = dgates ? dgates + (int64_t)i * K : nullptr;
-  const float* dpr = dprobs ? dprobs + (int64_t)i * E : nullptr;
-  float* dl = dlogits + (int64_t)i * E;
-  float S = 0.0f, dot = 0.0f;
-  for (int k = 0; k < K; ++k) S += p[ix[k]];
-  if (dg && renorm)
-    for (int k = 0; k < K; ++k) dot += dg[k] * (p[ix[k]] / S);
-  const float inv_s = renorm ? 1.0f / S : 1.0f;
-  float s = 0.0f;  // sum_e p_e dp_e
-  if (dpr)
-    for (int e = 0; e < E; ++e) s += p[e] * dpr[e];
-  if (dg)
-    for (int k = 0; k < K; ++k) s += p[ix[k]] * (dg[k] - dot) * inv_s;
-  for (int e = 0; e < E; ++e) dl[e] += p[e] * ((dpr ? dpr[e] : 0.0f) - s);
-  if (dg)
-    for (int k = 0; k < K; ++k) dl[ix[k]] += p[ix[k]] * (dg[k] - dot) * inv_s;
+  if (i < n)
+    router_row_backward(dlogits + (int64_t)i * E, dgates ? dgates + (int64_t)i * K : nullptr,
+                        dprobs ? dprobs + (int64_t)i * E : nullptr, probs + (int64_t)i * E,
+                        idx + (int64_t)i * K, E, K, renorm);
 }
 
 __global__ void dispatch_forward_kernel(float* xe, const float* x, DevicePlan plan, int d) {
