@@ -27,10 +27,16 @@ struct Heads {
   }
 };
 
-// The warp's row w of the B*H*T rows, ordered (b, h, t); false past the end.
-__device__ inline bool warp_row(int64_t rows, int64_t& w) {
-  w = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  return w < rows;
+// The warp's row w of the B*H*T rows, ordered (b, h, t): its position t, head h, batch b and
+// bh = b * H + h; false past the end (the whole warp returns together).
+struct WarpRow {
+  int64_t w, t, h, b, bh;
+};
+__device__ inline bool warp_row(int B, const Heads& hd, WarpRow& r) {
+  r.w = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  if (r.w >= (int64_t)B * hd.H * hd.T) return false;
+  r.t = r.w % hd.T, r.bh = r.w / hd.T, r.h = r.bh % hd.H, r.b = r.bh / hd.H;
+  return true;
 }
 
 __device__ inline void load(float (&r)[kPerLane], const float* p, int dh, float scale = 1.0f) {
@@ -65,9 +71,9 @@ __device__ inline void store(float* p, const float (&r)[kPerLane], int dh, float
 
 __global__ void forward_kernel(float* out, float* lse, const float* q, const float* k,
                                const float* v, int B, Heads hd, float scale) {
-  int64_t w;
-  if (!warp_row((int64_t)B * hd.H * hd.T, w)) return;
-  const int64_t t = w % hd.T, bh = w / hd.T, h = bh % hd.H, b = bh / hd.H;
+  WarpRow r;
+  if (!warp_row(B, hd, r)) return;
+  const int64_t t = r.t, h = r.h, b = r.b, w = r.w;
   const int lane = threadIdx.x % 32;
   float qf[kPerLane], acc[kPerLane] = {};
   load(qf, q + hd.at(b, t, h), hd.dh, scale);
@@ -92,9 +98,9 @@ __global__ void forward_kernel(float* out, float* lse, const float* q, const flo
 __global__ void dq_kernel(float* dq, float* drow, const float* dout, const float* out,
                           const float* lse, const float* q, const float* k, const float* v, int B,
                           Heads hd, float scale, bool accumulate) {
-  int64_t w;
-  if (!warp_row((int64_t)B * hd.H * hd.T, w)) return;
-  const int64_t t = w % hd.T, bh = w / hd.T, h = bh % hd.H, b = bh / hd.H;
+  WarpRow r;
+  if (!warp_row(B, hd, r)) return;
+  const int64_t t = r.t, h = r.h, b = r.b, w = r.w;
   const int lane = threadIdx.x % 32;
   float dof[kPerLane], qf[kPerLane], acc[kPerLane] = {};
   load(dof, dout + hd.at(b, t, h), hd.dh);
@@ -120,14 +126,14 @@ __global__ void dq_kernel(float* dq, float* drow, const float* dout, const float
 __global__ void dkdv_kernel(float* dk, float* dv, const float* drow, const float* dout,
                             const float* lse, const float* q, const float* k, const float* v, int B,
                             Heads hd, float scale, bool accumulate) {
-  int64_t w;
-  if (!warp_row((int64_t)B * hd.H * hd.T, w)) return;
-  const int64_t j = w % hd.T, bh = w / hd.T, h = bh % hd.H, b = bh / hd.H;
+  WarpRow r;
+  if (!warp_row(B, hd, r)) return;
+  const int64_t j = r.t, h = r.h, b = r.b;  // the key row
   const int lane = threadIdx.x % 32;
   float kf[kPerLane], vf[kPerLane], dka[kPerLane] = {}, dva[kPerLane] = {};
   load(kf, k + hd.at(b, j, h), hd.dh, scale);
   load(vf, v + hd.at(b, j, h), hd.dh);
-  const int64_t row0 = bh * hd.T;  // this (b, h)'s rows in lse and drow
+  const int64_t row0 = r.bh * hd.T;  // this (b, h)'s rows in lse and drow
   for (int64_t t = j; t < hd.T; ++t) {
     const float* qr = q + hd.at(b, t, h);
     const float* dor = dout + hd.at(b, t, h);
