@@ -4,14 +4,14 @@
 
 #include "optim/cuda/adamw_cuda.h"
 #include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/launch.cuh"
 
 namespace zt::gpu {
 namespace {
 
 __global__ void adamw_kernel(float* p, float* m, float* v, const float* g, int64_t n, AdamWCoeffs k,
                              float grad_scale, uint16_t* p16, bool fp16) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  ZT_GRID_STRIDE(i, n) {
     const float gi = g[i] * grad_scale;
     const float mi = k.b1 * m[i] + k.a1 * gi;
     const float vi = k.b2 * v[i] + k.a2 * gi * gi;
@@ -35,10 +35,8 @@ void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, int64_t
            "the 16-bit copy of AdamW's parameters is bf16 or fp16");
   if (n <= 0) return;
   const AdamWCoeffs k = adamw_coeffs(step, lr, c, decay);
-  const int64_t want = (n + 255) / 256;
-  const int blocks = (int)(want > 8192 ? 8192 : want);
-  adamw_kernel<<<blocks, 256, 0, stream>>>(p, m, v, g, n, k, grad_scale, p16,
-                                           p16_dtype == DType::fp16);
+  adamw_kernel<<<grid_for(n), 256, 0, stream>>>(p, m, v, g, n, k, grad_scale, p16,
+                                                p16_dtype == DType::fp16);
   CUDA_CHECK_LAST();
 }
 

@@ -152,14 +152,18 @@ __global__ void dkdv_kernel(float* dk, float* dv, const float* drow, const float
   if (dv) store(dv + hd.at(b, j, h), dva, hd.dh, 1.0f, accumulate);
 }
 
+void check_head_dim(int dh) {
+  ZT_CHECK(dh >= 1 && dh <= 32 * kPerLane, "GPU attention takes a head dim up to ", 32 * kPerLane,
+           ", got ", dh);
+}
+
 int blocks_for(int64_t rows) { return (int)((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int B, int T, int H, int dh, cudaStream_t stream) {
-  ZT_CHECK(dh >= 1 && dh <= 32 * kPerLane, "GPU attention takes a head dim up to ", 32 * kPerLane,
-           ", got ", dh);
+  check_head_dim(dh);
   const int64_t rows = (int64_t)B * H * T;
   if (rows <= 0) return;
   forward_kernel<<<blocks_for(rows), 32 * kWarpsPerBlock, 0, stream>>>(
@@ -171,8 +175,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* lse, const float* q, const float* k, const float* v, int B,
                         int T, int H, int dh, float* scratch, bool accumulate,
                         cudaStream_t stream) {
-  ZT_CHECK(dh >= 1 && dh <= 32 * kPerLane, "GPU attention takes a head dim up to ", 32 * kPerLane,
-           ", got ", dh);
+  check_head_dim(dh);
   const int64_t rows = (int64_t)B * H * T;
   if (rows <= 0 || (!dq && !dk && !dv)) return;
   const Heads hd{T, H, dh};

@@ -10,10 +10,6 @@
 namespace zt::gpu {
 namespace {
 
-#define ZT_GRID_STRIDE(i, n)                                                \
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (int64_t)gridDim.x * blockDim.x)
-
 __global__ void swiglu_forward_kernel(float* out, const float* a, const float* b, int64_t n) {
   ZT_GRID_STRIDE(i, n) out[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }

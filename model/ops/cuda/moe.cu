@@ -30,16 +30,13 @@ __global__ void router_backward_kernel(float* dlogits, const float* dgates, cons
 }
 
 __global__ void dispatch_forward_kernel(float* xe, const float* x, DevicePlan plan, int d) {
-  for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < (int64_t)plan.rows * d;
-       k += (int64_t)gridDim.x * blockDim.x)
-    xe[k] = x[(int64_t)plan.token[k / d] * d + k % d];
+  ZT_GRID_STRIDE(k, (int64_t)plan.rows * d) xe[k] = x[(int64_t)plan.token[k / d] * d + k % d];
 }
 
 // out[t, j] += sum over t's kept slots of (gates ? gates[t, slot] : 1) * rows[row, j]
 __global__ void gather_to_tokens_kernel(float* out, const float* rows, const float* gates,
                                         DevicePlan plan, int d) {
-  for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < (int64_t)plan.n * d;
-       k += (int64_t)gridDim.x * blockDim.x) {
+  ZT_GRID_STRIDE(k, (int64_t)plan.n * d) {
     const int64_t t = k / d, j = k % d;
     float acc = 0.0f;
     for (int s = 0; s < plan.K; ++s) {

@@ -17,8 +17,7 @@ __device__ inline float level(float v, int qp) {
 
 __global__ void fake_quant_weight_kernel(float* q, const float* w, const float* s, int64_t n,
                                          int out, int G, int qp) {
-  for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
-       k += (int64_t)gridDim.x * blockDim.x) {
+  ZT_GRID_STRIDE(k, n) {
     const int64_t i = k / out, o = k % out;
     const float so = fmaxf(s[(i / G) * out + o], kMinStep);
     q[k] = level(w[k] / so, qp) * so;

@@ -3,6 +3,8 @@
 #pragma once
 #include <cmath>
 
+#include "runtime/cuda/launch.cuh"
+
 namespace zt::gpu {
 
 constexpr int kRowThreads = 256;  // threads per row in the row kernels
@@ -37,12 +39,6 @@ __device__ inline float block_sum(float v, float* scratch) {
 }
 __device__ inline float block_max(float v, float* scratch) {
   return block_reduce(v, scratch, Max{}, -INFINITY);
-}
-
-// Blocks for a grid-stride loop over n elements.
-inline int grid_for(int64_t n, int threads = 256) {
-  const int64_t b = (n + threads - 1) / threads;
-  return (int)(b < 1 ? 1 : b > 8192 ? 8192 : b);
 }
 
 }  // namespace zt::gpu
