@@ -4,6 +4,7 @@
 #include "model/params.h"
 #include "parallel/pipeline/schedule.h"
 #include "parallel/pipeline/stages.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/signals.h"
 
@@ -243,7 +244,15 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // Capabilities that later parts of the runtime bring; refuse them plainly rather than ignore
   // them.
   auto not_yet = [](const char* what) { fail(what, " is not implemented in this version yet"); };
-  if (o.device == "cuda") not_yet("--device cuda (GPU training)");
+  if (o.device == "cuda") {  // the device passes (model/device/): data parallelism and ZeRO
+    if (!cuda_built())
+      fail(
+          "--device cuda: this zerotrain binary was built without CUDA (rebuild with cmake "
+          "-DZT_CUDA=ON)");
+    if (o.tp > 1 || o.pp > 1 || o.ep > 1)
+      not_yet("--device cuda with --tp, --pp or --ep (the GPU runs data parallelism and ZeRO)");
+    if (o.model.qat.on()) not_yet("--device cuda with --qat");
+  }
   if (o.offload_params != "none" && o.zero_stage != 3)
     fail("--offload-params ", o.offload_params,
          " needs --zero-stage 3 (below it every rank holds all parameters)");

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "launch/build_info.h"
@@ -80,6 +81,30 @@ ZeroOptions zero_options(const TrainOptions& o, ShardStore* store) {
   return zo;
 }
 
+// The step's passes: a pipeline's schedule, or every layer on this rank, on the host or (--device
+// cuda) on the rank's GPU, local rank % visible GPUs. ZT_TEST_DEVICE_PASSES=1 runs the device
+// passes on the CPU instead of the host passes (tests/e2e/device_passes.sh).
+std::unique_ptr<TrainStep> make_train_step(const TrainOptions& o, const ProcessContext& ctx,
+                                           TrainRun& r) {
+  if (o.pp > 1)
+    return make_pipeline_step(*r.model, *r.engine, *r.grid, r.pipe,
+                              pipe_schedule_from_name(o.pp_schedule));
+  if (o.device == "cuda") {
+    if (cuda_device_count() == 0)
+      fail("--device cuda: no CUDA device is visible to rank ", ctx.rank(),
+           " (nvidia-smi lists them; CUDA_VISIBLE_DEVICES may hide them)");
+    cuda_select_device(ctx.local_rank());
+    r.device = "cuda";
+    return make_device_step(*r.model, *r.engine, *r.grid, DeviceKind::cuda);
+  }
+  const char* test = std::getenv("ZT_TEST_DEVICE_PASSES");
+  if (test && std::string(test) == "1") {
+    r.device = "cpu (device passes)";
+    return make_device_step(*r.model, *r.engine, *r.grid, DeviceKind::cpu);
+  }
+  return make_data_parallel_step(*r.model, *r.engine, *r.grid);
+}
+
 }  // namespace
 
 std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessContext& ctx) {
@@ -118,9 +143,7 @@ std::unique_ptr<TrainRun> set_up_training(const TrainOptions& o, const ProcessCo
     r.store = std::make_unique<ShardStore>(o.nvme_dir, ctx.rank());
   const ZeroOptions zo = zero_options(o, r.store.get());
   r.engine = std::make_unique<ZeroEngine>(*r.model, *r.grid, zo);
-  r.step = o.pp > 1 ? make_pipeline_step(*r.model, *r.engine, *r.grid, r.pipe,
-                                         pipe_schedule_from_name(o.pp_schedule))
-                    : make_data_parallel_step(*r.model, *r.engine, *r.grid);
+  r.step = make_train_step(o, ctx, r);
 
   const GridLayout& g = r.grid->layout();
   r.layout = {{"world", g.world}, {"dp", g.dp}, {"tp", g.tp},

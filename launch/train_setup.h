@@ -44,6 +44,8 @@ struct TrainRun {
   nlohmann::json layout;         // SPEC section 4 "layout"
   int64_t samples_per_step = 0;  // the global batch: micro-batch x grad-accum x dp
   ParamCounts counts;
+  // Where the passes run: "cpu", "cuda", or "cpu (device passes)" (ZT_TEST_DEVICE_PASSES).
+  std::string device = "cpu";
   bool qat_ready = false;  // the QAT step sizes hold trained (or initialised) values
 
   bool rank0() const { return ctx.rank() == 0; }

@@ -54,6 +54,7 @@ int run_training(const TrainOptions& o, const ProcessContext& ctx) {
   metrics.write({{"event", "start"},
                  {"build", build_info()},
                  {"layout", r.layout},
+                 {"device", r.device},
                  {"ranks", ranks},
                  {"train", r.state.train},
                  {"first_step", r.state.step}});

@@ -8,21 +8,30 @@
 
 namespace zt {
 
-void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
-  ZT_CHECK(B >= 1 && T >= 1 && T <= m.cfg.seq_len, "microbatch ", B, " x ", T, " (seq_len ",
-           m.cfg.seq_len, ")");
-  ZT_CHECK(m.slice.size == 1 || m.tp, "a tensor-parallel slice of the model needs its tp hook");
-  a.shape(B, T, m.cfg.layers, m.slice.size, m.slice.rank, m.sequence_parallel);
-  const int V = m.cfg.vocab;
+void split_tokens(const ModelConfig& c, const int32_t* tokens, int B, int T,
+                  std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
+  ZT_CHECK(B >= 1 && T >= 1 && T <= c.seq_len, "microbatch ", B, " x ", T, " (seq_len ", c.seq_len,
+           ")");
+  inputs.resize((size_t)B * T);
+  targets.resize((size_t)B * T);
+  const int V = c.vocab;
   for (int b = 0; b < B; ++b)
     for (int t = 0; t <= T; ++t) {
       const int32_t id = tokens[(int64_t)b * (T + 1) + t];
       if (id < 0 || id >= V)
         fail("token id ", id, " at sample ", b, " position ", t, " is outside the vocabulary [0, ",
              V, ") (--vocab)");
-      if (t < T) a.inputs[b * T + t] = id;
-      if (t > 0) a.targets[b * T + t - 1] = id;
+      if (t < T) inputs[b * T + t] = id;
+      if (t > 0) targets[b * T + t - 1] = id;
     }
+}
+
+void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
+  ZT_CHECK(B >= 1 && T >= 1 && T <= m.cfg.seq_len, "microbatch ", B, " x ", T, " (seq_len ",
+           m.cfg.seq_len, ")");
+  ZT_CHECK(m.slice.size == 1 || m.tp, "a tensor-parallel slice of the model needs its tp hook");
+  a.shape(B, T, m.cfg.layers, m.slice.size, m.slice.rank, m.sequence_parallel);
+  split_tokens(m.cfg, tokens, B, T, a.inputs, a.targets);
 }
 
 // Under tp each rank looks up its vocabulary rows; the lookups are summed.

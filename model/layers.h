@@ -46,6 +46,9 @@ inline size_t load_size(const ModelConfig& c) { return (size_t)c.layers * c.expe
 // id outside [0, vocab) throws naming it. Every stage of a pipeline calls it (the last one needs
 // the targets).
 void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T);
+// The same check, into inputs and targets [B*T] (resized).
+void split_tokens(const ModelConfig& c, const int32_t* tokens, int B, int T,
+                  std::vector<int32_t>& inputs, std::vector<int32_t>& targets);
 
 void embed_forward(Model& m, Acts& a);
 void embed_backward(Model& m, Acts& a);  // dE += the gradient a.dres at resid[0] (weights only)

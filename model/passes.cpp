@@ -2,26 +2,10 @@
 #include "model/passes.h"
 
 namespace zt {
-namespace {
-
-struct Calls {
-  const UnitHooks* h;
-  void use(int u, Pass p) const {
-    if (h && h->use && u >= 0) h->use(u, p);
-  }
-  void done(int u, Pass p) const {
-    if (h && h->done && u >= 0) h->done(u, p);
-  }
-  void ready(int u) const {
-    if (h && h->grads_ready && u >= 0) h->grads_ready(u);
-  }
-};
-
-}  // namespace
 
 LossParts model_forward(Model& m, Acts& a, const int32_t* tokens, int B, int T,
                         const UnitHooks* hooks, bool backward_next) {
-  const Calls c{hooks};
+  const HookCalls c{hooks};
   const bool tied = !m.cfg.untie_embeddings;
   load_tokens(m, a, tokens, B, T);
   LossParts out;
@@ -46,7 +30,7 @@ LossParts model_forward(Model& m, Acts& a, const int32_t* tokens, int B, int T,
 }
 
 void model_backward(Model& m, Acts& a, GradScratch& s, float loss_scale, const UnitHooks* hooks) {
-  const Calls c{hooks};
+  const HookCalls c{hooks};
   const bool tied = !m.cfg.untie_embeddings;
   c.use(m.head_unit, Pass::backward);
   if (tied) c.use(m.embed_unit, Pass::backward);

@@ -21,6 +21,20 @@ struct UnitHooks {
   std::function<void(int unit)> grads_ready;
 };
 
+// The hooks as the passes call them: absent hooks and units (-1) are skipped.
+struct HookCalls {
+  const UnitHooks* h;
+  void use(int u, Pass p) const {
+    if (h && h->use && u >= 0) h->use(u, p);
+  }
+  void done(int u, Pass p) const {
+    if (h && h->done && u >= 0) h->done(u, p);
+  }
+  void ready(int u) const {
+    if (h && h->grads_ready && u >= 0) h->grads_ready(u);
+  }
+};
+
 // tokens [B, T+1] (layers.h, load_tokens). With backward_next (its backward runs right after),
 // the head's units stay in use into model_backward instead of being given back and taken again.
 LossParts model_forward(Model& m, Acts& a, const int32_t* tokens, int B, int T,

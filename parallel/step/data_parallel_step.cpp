@@ -1,5 +1,6 @@
 // data_parallel_step.cpp: the data-parallel train step (train_step.h): microbatch after microbatch,
-// forward then backward through the whole model, the ZeRO engine driven by the passes' hooks.
+// forward then backward through the whole model, the ZeRO engine driven by the passes' hooks; and
+// that loop over the microbatches, which the device step (device_step.cpp) shares.
 #include "model/passes.h"
 #include "parallel/comm/gather.h"
 #include "parallel/step/train_step.h"
@@ -15,30 +16,17 @@ class DataParallelStep : public TrainStep {
 
   StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
                  float grad_scale) override {
-    const float loss_scale = grad_scale / (float)(micro * dp_.size());  // of the global mean
-    double ce = 0, aux = 0;
-    int64_t dropped = 0;
-    std::vector<int64_t> load(load_size(model_.cfg), 0);
-    engine_.begin_step(micro);
-    for (int i = 0; i < micro; ++i) {
+    return run_microbatches(engine_, dp_, model_.cfg, micro, grad_scale, [&](int i, float scale) {
       LossParts lp;
       {
         TraceScope ts("forward");
         lp = model_forward(model_, acts_, batch(i), B, T, &engine_.hooks(),
                            /*backward_next=*/true);
       }
-      {
-        TraceScope ts("backward");
-        model_backward(model_, acts_, scratch_, loss_scale * (float)engine_.loss_scale(),
-                       &engine_.hooks());
-      }
-      engine_.end_microbatch();
-      ce += lp.ce, aux += lp.aux, dropped += lp.dropped;
-      add_load(load, lp.load);
-    }
-    const std::vector<double> s = sum_exact(dp_, loss_sums(ce, aux, dropped, load));
-    const double n = (double)micro * dp_.size();
-    return {s[0] / n, s[1] / n, (int64_t)s[2], {s.begin() + 3, s.end()}};
+      TraceScope ts("backward");
+      model_backward(model_, acts_, scratch_, scale, &engine_.hooks());
+      return lp;
+    });
   }
 
   LossParts evaluate(const int32_t* tokens, int B, int T) override {
@@ -56,6 +44,24 @@ class DataParallelStep : public TrainStep {
 };
 
 }  // namespace
+
+StepLosses run_microbatches(ZeroEngine& engine, Communicator& dp, const ModelConfig& c, int micro,
+                            float grad_scale, const MicrobatchPass& pass) {
+  const float loss_scale = grad_scale / (float)(micro * dp.size());  // of the global mean
+  double ce = 0, aux = 0;
+  int64_t dropped = 0;
+  std::vector<int64_t> load(load_size(c), 0);
+  engine.begin_step(micro);
+  for (int i = 0; i < micro; ++i) {
+    const LossParts lp = pass(i, loss_scale * (float)engine.loss_scale());
+    engine.end_microbatch();
+    ce += lp.ce, aux += lp.aux, dropped += lp.dropped;
+    add_load(load, lp.load);
+  }
+  const std::vector<double> s = sum_exact(dp, loss_sums(ce, aux, dropped, load));
+  const double n = (double)micro * dp.size();
+  return {s[0] / n, s[1] / n, (int64_t)s[2], {s.begin() + 3, s.end()}};
+}
 
 std::vector<double> loss_sums(double ce, double aux, int64_t dropped,
                               const std::vector<int64_t>& load) {

@@ -14,6 +14,7 @@
 #include "model/layers.h"
 #include "parallel/grid.h"
 #include "parallel/zero/engine.h"
+#include "runtime/device.h"
 
 namespace zt {
 
@@ -55,5 +56,21 @@ class TrainStep {
 
 std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& engine,
                                                    ProcessGrid& grid);
+
+// The data-parallel step with the passes on a device (model/device/device_passes.h): the ZeRO
+// engine keeps the parameters, gradients and optimizer on the host, each unit's parameters are
+// copied to the device when a step first uses it and its gradients back when they are complete
+// (ZeRO-Offload's split). On DeviceKind::cpu it runs the device passes on the host (the tests'
+// way to check them without a GPU). Throws naming what the device passes do not run.
+std::unique_ptr<TrainStep> make_device_step(Model& model, ZeroEngine& engine, ProcessGrid& grid,
+                                            DeviceKind kind);
+
+// The data-parallel loop over a rank's microbatches: engine.begin_step, then for each microbatch
+// pass(i, loss_scale) (its forward and backward with the loss scaled by loss_scale, which folds
+// in the global mean and the engine's fp16 scale; returns its losses) and end_microbatch; the
+// losses of the global batch (collective over dp).
+using MicrobatchPass = std::function<LossParts(int micro, float loss_scale)>;
+StepLosses run_microbatches(ZeroEngine& engine, Communicator& dp, const ModelConfig& c, int micro,
+                            float grad_scale, const MicrobatchPass& pass);
 
 }  // namespace zt

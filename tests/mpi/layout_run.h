@@ -3,13 +3,13 @@
 // process's losses and parameters up to float reduction order, fp32 1e-5 over 20 steps).
 //
 // run_layout trains `steps` steps through the layout's train step (the pipeline's with pp > 1,
-// else the data-parallel one) and the ZeRO engine, and a one-process model alongside on the same
-// tokens, the step's dp x M microbatches in the same order (grad-accum = dp x M): per step, the
-// loss and the gradient norm to `tol` relative, the expert load to one moved assignment (fp32);
-// after the last step, each rank's
-// units against the reference's (the updates' L2 difference over the L2 of the reference's update,
-// 3e-4, as in test_tensor.cpp); with a tied head under pp, the embedding's two replicas (first and
-// last stage) bitwise equal; the forward-only evaluation equal to the reference's.
+// else the data-parallel one, or with `device` the device step's) and the ZeRO engine, and a
+// one-process model alongside on the same tokens, the step's dp x M microbatches in the same order
+// (grad-accum = dp x M): per step, the loss and the gradient norm to `tol` relative, the expert
+// load to one moved assignment (fp32); after the last step, each rank's units against the
+// reference's (the updates' L2 difference over the L2 of the reference's update, 3e-4, as in
+// test_tensor.cpp); with a tied head under pp, the embedding's two replicas (first and last stage)
+// bitwise equal; the forward-only evaluation equal to the reference's.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -38,13 +38,15 @@ struct LayoutCase {
   double tol = 1e-5;
   int ep = 1, experts = 3;
   double capacity = 0;  // the capacity factor (0: dropless)
+  bool device = false;  // the device step's passes, run on the CPU (model/device/)
 };
 
 inline std::string describe(const LayoutCase& k, int dp) {
   return cat("pp ", k.pp, " dp ", dp, " tp ", k.tp, " ep ", k.ep, " ",
              k.pp > 1 ? pipe_schedule_name(k.kind) : "", k.V > 1 ? cat(" V ", k.V) : std::string(),
-             " stage ", k.stage, " ", dtype_name(k.precision), k.untie ? " untied" : "", " layers ",
-             k.layers, " experts ", k.experts, " capacity ", k.capacity);
+             " stage ", k.stage, " ", dtype_name(k.precision), k.untie ? " untied" : "",
+             k.device ? " device passes" : "", " layers ", k.layers, " experts ", k.experts,
+             " capacity ", k.capacity);
 }
 
 inline void run_layout(const LayoutCase& k) {
@@ -75,7 +77,9 @@ inline void run_layout(const LayoutCase& k) {
   zo.stage = k.stage, zo.precision = k.precision;
   ZeroEngine engine(model, grid, zo);
   std::unique_ptr<TrainStep> ts = k.pp > 1 ? make_pipeline_step(model, engine, grid, lay, k.kind)
-                                           : make_data_parallel_step(model, engine, grid);
+                                  : k.device
+                                      ? make_device_step(model, engine, grid, DeviceKind::cpu)
+                                      : make_data_parallel_step(model, engine, grid);
   if (k.pp > 1) {
     EXPECT_STREQ(ts->schedule_name(), pipe_schedule_name(k.kind));
   }

@@ -1,4 +1,4 @@
-// elementwise.cu: the elementwise ops on the GPU (ops_cuda.h): SwiGLU, RoPE, the embedding
+// elementwise.cu: the elementwise ops on the GPU (ops_cuda.h): y += x, SwiGLU, RoPE, the embedding
 // lookup and its gradient; grid-stride loops. RoPE's angles are computed in double per element,
 // as the CPU computes its table (a float angle is off by ~1e-4 rad at positions in the thousands).
 #include <cmath>
@@ -9,6 +9,10 @@
 
 namespace zt::gpu {
 namespace {
+
+__global__ void add_kernel(float* y, const float* x, int64_t n) {
+  ZT_GRID_STRIDE(i, n) y[i] += x[i];
+}
 
 __global__ void swiglu_forward_kernel(float* out, const float* a, const float* b, int64_t n) {
   ZT_GRID_STRIDE(i, n) out[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
@@ -75,6 +79,12 @@ __global__ void embedding_backward_kernel(float* dtable, const float* dout, cons
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   swiglu_forward_kernel<<<grid_for(n), 256, 0, stream>>>(out, a, b, n);
+  CUDA_CHECK_LAST();
+}
+
+void add(float* y, const float* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n), 256, 0, stream>>>(y, x, n);
   CUDA_CHECK_LAST();
 }
 

@@ -24,6 +24,9 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* g, in
 void rmsnorm_backward(float* dx, float* dg, const float* dout, const float* x, const float* g,
                       const float* rstd, int n, int d, cudaStream_t stream = nullptr);
 
+// y[i] += x[i] (the residual adds)
+void add(float* y, const float* x, int64_t n, cudaStream_t stream = nullptr);
+
 // out = silu(a) * b; backward da += ..., db += ... (either may be null)
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n,
                     cudaStream_t stream = nullptr);

@@ -1,0 +1,84 @@
+// device_step.cpp: the data-parallel step with the passes on a device (train_step.h). The engine's
+// hooks stay in charge of the host side (stage-3 gathers, gradient buffers, reductions); around
+// them the step moves a unit's parameters to the device on its first use after an update, zeroes
+// its device gradients when its backward starts, and adds them to the host's when they are
+// complete.
+#include "model/device/device_passes.h"
+#include "parallel/step/train_step.h"
+#include "runtime/trace.h"
+
+namespace zt {
+namespace {
+
+class DeviceStep : public TrainStep {
+ public:
+  DeviceStep(Model& model, ZeroEngine& engine, ProcessGrid& grid, DeviceKind kind)
+      : model_(model), engine_(engine), dp_(grid.dp()), dm_(model, kind) {
+    fresh_.assign(model.table.num_units(), false);
+    const UnitHooks& e = engine_.hooks();
+    hooks_.use = [this, &e](int u, Pass p) {
+      if (e.use) e.use(u, p);
+      if (!fresh_[u]) {  // the first use since the parameters changed
+        TraceScope ts("copy to device");
+        dm_.upload_params(u, model_.unit_params[u]);
+        fresh_[u] = true;
+      }
+      if (p == Pass::backward) dm_.zero_grads(u);
+    };
+    hooks_.done = e.done;
+    hooks_.grads_ready = [this, &e](int u) {
+      {
+        TraceScope ts("copy from device");
+        dm_.add_grads_to(u, model_.unit_grads[u]);
+      }
+      if (e.grads_ready) e.grads_ready(u);
+    };
+  }
+
+  StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
+                 float grad_scale) override {
+    stale();  // the last step's update (or a resume) changed them
+    return run_microbatches(engine_, dp_, model_.cfg, micro, grad_scale, [&](int i, float scale) {
+      LossParts lp;
+      {
+        TraceScope ts("forward");
+        lp = device_forward(dm_, acts_, batch(i), B, T, &hooks_, /*backward_next=*/true);
+      }
+      TraceScope ts("backward");
+      device_backward(dm_, acts_, scratch_, scale, &hooks_);
+      return lp;
+    });
+  }
+
+  LossParts evaluate(const int32_t* tokens, int B, int T) override {
+    if (!evaluating_) stale(), evaluating_ = true;
+    return device_forward(dm_, acts_, tokens, B, T, &hooks_);
+  }
+
+  void end_evaluation() override {
+    engine_.release_gathered();
+    evaluating_ = false;
+  }
+
+ private:
+  void stale() { fresh_.assign(fresh_.size(), false); }
+
+  Model& model_;
+  ZeroEngine& engine_;
+  Communicator& dp_;
+  DeviceModel dm_;
+  DeviceActs acts_;
+  DeviceScratch scratch_;
+  UnitHooks hooks_;
+  std::vector<bool> fresh_;  // [units]: the device holds the unit's current parameters
+  bool evaluating_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_device_step(Model& model, ZeroEngine& engine, ProcessGrid& grid,
+                                            DeviceKind kind) {
+  return std::make_unique<DeviceStep>(model, engine, grid, kind);
+}
+
+}  // namespace zt
