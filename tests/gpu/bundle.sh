@@ -6,7 +6,7 @@
 # the repository root and runs these instead of building. One-process runs only (zerotrain
 # initialises MPI only under a launcher, so libmpi is loaded but never started).
 # usage: tests/gpu/bundle.sh [CUDA_BUILD_DIR]   (default build-cuda; built first if needed)
-# Leaves gpu-bundle/bundle.tar.xz (bin/ and lib/, about 15 MB; 70 MB unpacked, over the carry
+# Leaves gpu-bundle/bundle.tar.xz (bin/, lib/ and data/ (a prepared corpus), about 16 MB; 70 MB unpacked, over the carry
 # limit) and gpu-bundle/BUNDLE (what it holds), gitignored; prints its size.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +28,11 @@ done | sort -u | while read -r lib; do
   [[ $name =~ $skip ]] && continue
   cp -L "$lib" "$work/lib/$name"
 done
-tar -cJf gpu-bundle/bundle.tar.xz -C "$work" bin lib
+# The default corpus's Chinese part (4 MB of tokens) for the training checks.
+mkdir -p "$work/src"
+cp /usr/share/games/fortunes/{tang300,song100,chinese} "$work/src/"
+"$work/bin/zerotrain" prepare --input "$work/src" --output "$work/data" >/dev/null
+tar -cJf gpu-bundle/bundle.tar.xz -C "$work" bin lib data
 {
   echo "built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes')"
   echo "cuda $(nvcc --version | grep -o 'release [0-9.]*'), arch 90"

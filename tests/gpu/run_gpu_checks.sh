@@ -2,7 +2,9 @@
 # run_gpu_checks.sh: the checks that need a GPU, run ON a GPU machine from the repository root:
 #   zt_cuda_tests (nothing may be skipped there: the device layer, and the op harness of
 #   tests/cuda/test_cuda_ops.cpp, every GPU op and AdamW against its CPU version),
-#   `zerotrain bench gemm --device cuda` (fp32 and bf16), and nvidia-smi.
+#   `zerotrain bench gemm --device cuda` (fp32 and bf16), nvidia-smi, and training: the same
+#   20 steps with --device cpu and --device cuda (losses compared, fp32 both: 1e-3 relative),
+#   then tokens/s and MFU on a GPT-2-small-sized dense shape and on an MoE shape.
 # Where the binaries come from, decided and printed first, before any GPU time is spent:
 #   bundle - gpu-bundle/bundle.tar.xz, made on a CPU machine by tests/gpu/bundle.sh and carried
 #            (the device tool: carry ["gpu-bundle"]); the GPU machine lent to sessions has no
@@ -52,6 +54,7 @@ if [ -f gpu-bundle/bundle.tar.xz ]; then
   export LD_LIBRARY_PATH="$dest/lib$cudalib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   ZT="$dest/bin/zerotrain"
   CUDA_TESTS="$dest/bin/zt_cuda_tests"
+  DATA="$dest/data"
   missing=$(ldd "$ZT" "$CUDA_TESTS" | grep "not found" | sort -u)
   if [ -n "$missing" ]; then
     echo "preflight: the bundle's binaries cannot load here:"
@@ -62,6 +65,7 @@ elif [ "$(have mpicc)" = yes ] && [ "$(have h5cc)" = yes ] && [ "$(have cmake)" 
   mode=build
   ZT="$BUILD_DIR/launch/zerotrain"
   CUDA_TESTS="$BUILD_DIR/tests/zt_cuda_tests"
+  DATA="$BUILD_DIR/data"
 else
   echo "preflight: no gpu-bundle/bundle.tar.xz and no Open MPI / HDF5 / CMake to build with here:"
   echo "  on a CPU machine run tests/gpu/bundle.sh, then carry gpu-bundle to this one"
@@ -74,6 +78,7 @@ if [ "$mode" = build ]; then
   step configure cmake -S . -B "$BUILD_DIR" -DZT_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" || exit 1
   step build cmake --build "$BUILD_DIR" -j "$JOBS" --target zt_cuda_tests zerotrain || exit 1
+  step data launch/prepare-corpus.sh "$ZT" "$DATA" || exit 1
 fi
 
 step cuda_tests "$CUDA_TESTS" --gtest_output="xml:$OUT_DIR/zt_cuda_tests.xml"
@@ -86,6 +91,39 @@ SIZES=1024x688x256,1024x256x688,256x256x256,1024x1024x1024,4096x4096x4096,8192x8
 step bench_gemm_fp32 "$ZT" bench gemm --device cuda --sizes "$SIZES"
 step bench_gemm_bf16 "$ZT" bench gemm --device cuda --dtype bf16 --sizes "$SIZES"
 grep -h '^{' "$OUT_DIR"/bench_gemm_*.log > "$OUT_DIR/bench_gemm.jsonl" 2>/dev/null
+
+# --- training: the GPU's losses against the CPU's (same binary, flags and tokens; fp32 both)
+losses() { grep -o '"loss":[-0-9.e+]*' "$1" | cut -d: -f2; }
+SMALL=(--data "$DATA" --layers 4 --model-dim 256 --heads 8 --ffn-dim 688 --experts 8 --top-k 2
+  --shared-experts 1 --dense-layers 1 --expert-ffn-dim 256 --seq-len 256 --micro-batch 8
+  --steps 20 --log-every 1 --seed 1 --eval-every 0 --eval-tokens 16384)
+step train_cpu env OMP_NUM_THREADS="$JOBS" "$ZT" train "${SMALL[@]}" --device cpu \
+  --metrics "$OUT_DIR/train_cpu.jsonl"
+step train_gpu "$ZT" train "${SMALL[@]}" --device cuda --metrics "$OUT_DIR/train_gpu.jsonl" \
+  --trace "$OUT_DIR/train_gpu_trace.json"
+if paste <(losses "$OUT_DIR/train_cpu.jsonl") <(losses "$OUT_DIR/train_gpu.jsonl") |
+  awk 'BEGIN { w = 0; n = 0 }
+       { n++; d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > w) w = d; printf "step %2d cpu %.6f gpu %.6f\n", n, $1, $2 }
+       END { printf "train_compare: %d steps, worst relative loss difference %.2e (bar 1e-3)\n", n, w; exit !(n == 20 && w <= 1e-3) }' |
+  tee "$OUT_DIR/train_compare.log"; then :; else status=1; fi
+
+# --- throughput on the GPU: tokens/s and the step's model FLOP/s of the last steps' metrics,
+# as MFU against the H200's dense bf16 peak (989 TFLOP/s) and its fp32 peak without tensor
+# cores (67 TFLOP/s; the device passes run fp32 GEMMs today).
+speed() {  # speed NAME FLAGS...
+  local name=$1
+  shift
+  step "$name" "$ZT" train --data "$DATA" --steps 12 --log-every 1 --eval-every 0 --eval-tokens 16384 --device cuda \
+    --metrics "$OUT_DIR/$name.jsonl" "$@" || return
+  tail -n 4 "$OUT_DIR/$name.jsonl" | grep -o '"\(tokens_per_s\|flops_per_s\)":[0-9.e+]*' |
+    awk -F: -v n="$name" '/tokens/ { t += $2; k++ } /flops/ { f += $2 }
+      END { if (k) printf "%s: %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of bf16 peak, %.1f%% of fp32 peak\n",
+        n, t / k, f / k / 1e12, 100 * f / k / 989e12, 100 * f / k / 67e12 }' | tee -a "$OUT_DIR/speed.log"
+}
+speed speed_dense --layers 12 --model-dim 768 --heads 12 --ffn-dim 3072 --experts 0 \
+  --dense-layers 12 --shared-experts 0 --seq-len 1024 --micro-batch 8
+speed speed_moe --layers 8 --model-dim 512 --heads 8 --ffn-dim 1376 --experts 8 --top-k 2 \
+  --expert-ffn-dim 512 --seq-len 512 --micro-batch 16
 
 echo "gpu checks ($mode): $([ $status -eq 0 ] && echo PASS || echo FAIL), output in $OUT_DIR"
 exit $status
