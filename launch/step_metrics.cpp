@@ -10,22 +10,25 @@
 
 #include "parallel/comm/gather.h"
 #include "runtime/alloc.h"
+#include "runtime/device.h"
 #include "runtime/metrics.h"
 
 namespace zt {
 namespace {
 
 // Where each memory category lives: "device" is the memory compute runs in (host memory on
-// --device cpu), "host" offloaded to CPU memory, "nvme" offloaded to --nvme-dir.
+// --device cpu), "host" offloaded to CPU memory, "nvme" offloaded to --nvme-dir. With --device
+// cuda the engine's state is in host memory (the GPU's copies are mem.gpu).
 nlohmann::json mem_locations(const TrainOptions& o) {
-  auto loc = [](const std::string& off) {
-    return off == "none" ? "device" : off == "cpu" ? "host" : "nvme";
+  auto loc = [&](const std::string& off) {
+    return off == "nvme" ? "nvme" : off == "cpu" || o.device == "cuda" ? "host" : "device";
   };
+  const char* engine = o.device == "cuda" ? "host" : "device";  // gradients, gathered units
   return {{"params", loc(o.offload_params)},
-          {"grads", "device"},
+          {"grads", engine},
           {"optim", loc(o.offload_optimizer)},
           {"activations", "device"},
-          {"buffers", "device"}};
+          {"buffers", engine}};
 }
 
 // mem: bytes per category on the largest rank, from the tracked allocator (what is resident;
@@ -46,6 +49,15 @@ nlohmann::json mem_json(TrainRun& run) {
                       {"peak", v[5]},
                       {"location", mem_locations(run.o)}};
   if (run.store) j["nvme"] = v[6];
+  if (run.device ==
+      "cuda") {  // the GPU's own: the passes' parameter and gradient copies, activations
+    const MemStats g = device_mem_stats(DeviceKind::cuda);
+    auto gpu = [&](MemCategory k, bool high) { return (high ? g.peak : g.current)[(int)k]; };
+    const std::vector<int64_t> w =
+        max_exact(*run.world, {gpu(MemCategory::params, false), gpu(MemCategory::grads, false),
+                               gpu(MemCategory::activations, true), g.total_peak});
+    j["gpu"] = {{"params", w[0]}, {"grads", w[1]}, {"activations", w[2]}, {"peak", w[3]}};
+  }
   return j;
 }
 
