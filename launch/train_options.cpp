@@ -252,6 +252,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     if (o.tp > 1 || o.pp > 1 || o.ep > 1)
       not_yet("--device cuda with --tp, --pp or --ep (the GPU runs data parallelism and ZeRO)");
     if (o.model.qat.on()) not_yet("--device cuda with --qat");
+    if (o.model.head_dim() > 256)  // the fused attention's limit (model/ops/cuda/attention.cu)
+      fail("--device cuda: head dim ", o.model.head_dim(),
+           " (--model-dim / --heads) is over the GPU attention's 256");
   }
   if (o.offload_params != "none" && o.zero_stage != 3)
     fail("--offload-params ", o.offload_params,

@@ -314,11 +314,12 @@ void DeviceModel::zero_grads(int unit) {
   dev::zero(kind, grads[unit].data(), (int64_t)grads[unit].size());
 }
 
-void DeviceModel::add_grads_to(int unit, float* dst) {
-  const size_t n = grads[unit].size();
-  staging_.resize(n);
-  dev::download(kind, staging_.data(), grads[unit].data(), sizeof(float) * n);
-  for (size_t i = 0; i < n; ++i) dst[i] += staging_[i];
+void DeviceModel::upload_grads(int unit, const float* src) {
+  dev::upload(kind, grads[unit].data(), src, sizeof(float) * grads[unit].size());
+}
+
+void DeviceModel::download_grads(int unit, float* dst) {
+  dev::download(kind, dst, grads[unit].data(), sizeof(float) * grads[unit].size());
 }
 
 LossParts device_forward(DeviceModel& m, DeviceActs& a, const int32_t* tokens, int B, int T,

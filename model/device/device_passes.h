@@ -35,10 +35,11 @@ struct DeviceModel {
   const float* param(int idx) const;
   float* grad(int idx);
   void upload_params(int unit, const float* src);  // the unit's parameters from the host
+  // The unit's gradients from the host (to accumulate onto them, as the host passes do), to the
+  // host (overwriting dst), or zeroed.
+  void upload_grads(int unit, const float* src);
+  void download_grads(int unit, float* dst);
   void zero_grads(int unit);
-  void add_grads_to(int unit, float* dst);  // dst (host) += the unit's device gradients
- private:
-  std::vector<float> staging_;
 };
 
 // What backward needs of one block, on the device (acts.h's BlockActs without the parallel

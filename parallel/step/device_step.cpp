@@ -1,8 +1,9 @@
 // device_step.cpp: the data-parallel step with the passes on a device (train_step.h). The engine's
 // hooks stay in charge of the host side (stage-3 gathers, gradient buffers, reductions); around
-// them the step moves a unit's parameters to the device on its first use after an update, zeroes
-// its device gradients when its backward starts, and adds them to the host's when they are
-// complete.
+// them the step moves a unit's parameters to the device on its first use after an update, its
+// gradients buffer (zero, or what earlier microbatches accumulated) to the device when its
+// backward starts, and the gradients back when they are complete: the same sums in the same order
+// as the host passes, so on the CPU the same bits at every stage and grad-accum.
 #include "model/device/device_passes.h"
 #include "parallel/step/train_step.h"
 #include "runtime/trace.h"
@@ -23,13 +24,16 @@ class DeviceStep : public TrainStep {
         dm_.upload_params(u, model_.unit_params[u]);
         fresh_[u] = true;
       }
-      if (p == Pass::backward) dm_.zero_grads(u);
+      if (p == Pass::backward) {  // accumulate onto the host's, in the host passes' order
+        TraceScope ts("copy to device");
+        dm_.upload_grads(u, model_.unit_grads[u]);
+      }
     };
     hooks_.done = e.done;
     hooks_.grads_ready = [this, &e](int u) {
       {
         TraceScope ts("copy from device");
-        dm_.add_grads_to(u, model_.unit_grads[u]);
+        dm_.download_grads(u, model_.unit_grads[u]);
       }
       if (e.grads_ready) e.grads_ready(u);
     };

@@ -59,9 +59,11 @@ std::unique_ptr<TrainStep> make_data_parallel_step(Model& model, ZeroEngine& eng
 
 // The data-parallel step with the passes on a device (model/device/device_passes.h): the ZeRO
 // engine keeps the parameters, gradients and optimizer on the host, each unit's parameters are
-// copied to the device when a step first uses it and its gradients back when they are complete
-// (ZeRO-Offload's split). On DeviceKind::cpu it runs the device passes on the host (the tests'
-// way to check them without a GPU). Throws naming what the device passes do not run.
+// copied to the device when a step first uses it, its gradients there when its backward starts
+// and back when they are complete (ZeRO-Offload's split). The device holds every unit's fp32
+// parameters and gradients whatever the stage. On DeviceKind::cpu it runs the device passes on the
+// host (the tests' way to check them without a GPU). Throws naming what the device passes do not
+// run.
 std::unique_ptr<TrainStep> make_device_step(Model& model, ZeroEngine& engine, ProcessGrid& grid,
                                             DeviceKind kind);
 

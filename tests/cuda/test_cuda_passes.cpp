@@ -64,8 +64,8 @@ TEST(CudaPasses, MatchTheCpuPasses) {
       for (int u = 0; u < host.table.num_units(); ++u) {
         const size_t n = (size_t)host.table.unit_numel(u);
         std::vector<float> gc(n, 0.0f), gg(n, 0.0f);
-        cpu.add_grads_to(u, gc.data());
-        gpu.add_grads_to(u, gg.data());
+        cpu.download_grads(u, gc.data());
+        gpu.download_grads(u, gg.data());
         double num = 0, den = 0;
         for (size_t i = 0; i < n; ++i) {
           if (!std::isfinite(gg[i])) num = INFINITY;

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The GPU training path's passes (--device cuda: model/device/, parallel/step/device_step.cpp) run
 # through the whole program on the CPU (ZT_TEST_DEVICE_PASSES=1 puts the device passes on the
-# host): ZeRO stage 3 on 2 ranks gives the host passes' losses and validation loss (1e-6
-# relative), its checkpoint resumes on the host passes with the uninterrupted run's losses, and
+# host): ZeRO stages 0 and 3 on 2 ranks with grad-accum 2 give the host passes' losses and
+# validation loss exactly, a checkpoint resumes on the host passes with the uninterrupted run's
+# losses (1e-6 relative), and
 # --device cuda is one line naming why it cannot run here (no CUDA in the build, or no GPU), with
 # nothing written.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 prepare_zh
 C=(--data "$WORK/data" $TINY --micro-batch 2 --grad-accum 2 --steps 6 --log-every 1 --seed 3
-  --eval-tokens 2048 --zero-stage 3 --capacity-factor 1.0)
-timeout 300 mpirun -np 2 "$ZT" train "${C[@]}" --metrics "$WORK/host.jsonl" >"$WORK/host.log" 2>&1 ||
-  fail "host passes failed: $(tail -n 3 "$WORK/host.log")"
-ZT_TEST_DEVICE_PASSES=1 timeout 300 mpirun -np 2 -x ZT_TEST_DEVICE_PASSES "$ZT" train "${C[@]}" \
-  --metrics "$WORK/dev.jsonl" --ckpt-dir "$WORK/ckpt" --ckpt-every 3 >"$WORK/dev.log" 2>&1 ||
-  fail "device passes failed: $(tail -n 3 "$WORK/dev.log")"
+  --eval-tokens 2048 --capacity-factor 1.0)
+for z in 0 3; do
+  timeout 300 mpirun -np 2 "$ZT" train "${C[@]}" --zero-stage $z --metrics "$WORK/host$z.jsonl" \
+    >"$WORK/host.log" 2>&1 || fail "host passes failed: $(tail -n 3 "$WORK/host.log")"
+  ckpt=()
+  [[ $z == 3 ]] && ckpt=(--ckpt-dir "$WORK/ckpt" --ckpt-every 3)
+  ZT_TEST_DEVICE_PASSES=1 timeout 300 mpirun -np 2 -x ZT_TEST_DEVICE_PASSES "$ZT" train "${C[@]}" \
+    --zero-stage $z --metrics "$WORK/dev$z.jsonl" "${ckpt[@]}" >"$WORK/dev.log" 2>&1 ||
+    fail "device passes failed: $(tail -n 3 "$WORK/dev.log")"
+done
+C+=(--zero-stage 3)
 # Steps 4..6 again on the host passes from the device passes' step-3 checkpoint.
 mkdir -p "$WORK/re" && cp -r "$WORK/ckpt/step_00000003" "$WORK/re/"
 timeout 300 mpirun -np 2 "$ZT" train "${C[@]}" --ckpt-dir "$WORK/re" --resume auto \
@@ -23,19 +29,21 @@ python3 - "$WORK" <<'PY' || fail "the device passes differ from the host passes"
 import json, sys, os
 d = sys.argv[1]
 rows = lambda f: [json.loads(l) for l in open(os.path.join(d, f))]
-host, dev, re = rows('host.jsonl'), rows('dev.jsonl'), rows('re.jsonl')
 loss = lambda r: {o['step']: o['loss'] for o in r if 'loss' in o}
-h, v, r = loss(host), loss(dev), loss(re)
-assert host[0]['device'] == 'cpu' and dev[0]['device'] == 'cpu (device passes)', (host[0], dev[0])
-assert sorted(h) == sorted(v) == list(range(1, 7)) and sorted(r) == [4, 5, 6], (sorted(v), sorted(r))
-worst = max(abs(h[s] - v[s]) / h[s] for s in h)
-assert worst <= 1e-6, f'losses {worst}'
+val = lambda r: [o['val_loss'] for o in r if 'val_loss' in o][-1]
+for z in (0, 3):
+    host, dev = rows(f'host{z}.jsonl'), rows(f'dev{z}.jsonl')
+    assert host[0]['device'] == 'cpu' and dev[0]['device'] == 'cpu (device passes)', (host[0], dev[0])
+    h, v = loss(host), loss(dev)
+    assert sorted(h) == sorted(v) == list(range(1, 7)), sorted(v)
+    assert h == v and val(host) == val(dev), f'stage {z}: {h} vs {v}, val {val(host)} vs {val(dev)}'
+    print(f'stage {z}: device passes equal to the host passes (6 losses, val {val(dev):.6f})')
+r = loss(rows('re.jsonl'))
+h = loss(rows('host3.jsonl'))
+assert sorted(r) == [4, 5, 6], sorted(r)
 worst_re = max(abs(h[s] - r[s]) / h[s] for s in r)
 assert worst_re <= 1e-6, f'resumed {worst_re}'
-val = lambda r: [o['val_loss'] for o in r if 'val_loss' in o][-1]
-assert abs(val(host) - val(dev)) <= 1e-6 * val(host), (val(host), val(dev))
-print(f'device passes vs host passes {worst:.1e}, resumed on the host {worst_re:.1e}, '
-      f'val {val(dev):.6f} vs {val(host):.6f}')
+print(f'resumed on the host passes from the device passes checkpoint: {worst_re:.1e}')
 PY
 
 # --device cuda where it cannot run: one line, exit 2, nothing written.
