@@ -204,14 +204,13 @@ double moe_aux_loss_forward(DeviceKind k, const float* probs, const std::vector<
 }
 
 void moe_aux_loss_backward(DeviceKind k, float* dprobs, const std::vector<int32_t>& idx_host, int n,
-                           int E, int K, float alpha, float dloss) {
+                           int E, int K, float alpha, float dloss, DevBuf<float>& staging) {
   if (!gpu(k)) return zt::moe_aux_loss_backward(dprobs, idx_host.data(), n, E, K, alpha, dloss);
   std::vector<float> host((size_t)n * E, 0.0f);
   zt::moe_aux_loss_backward(host.data(), idx_host.data(), n, E, K, alpha, dloss);
-  DevBuf<float> d;
-  d.reset(k, host.size(), MemCategory::activations);
-  upload(k, d.data(), host.data(), sizeof(float) * host.size());
-  add(k, dprobs, d.data(), (int64_t)host.size());
+  float* d = staging.room(k, host.size());
+  upload(k, d, host.data(), sizeof(float) * host.size());
+  add(k, dprobs, d, (int64_t)host.size());
 }
 
 void DevPlan::upload(DeviceKind k) {

@@ -75,11 +75,12 @@ void router_forward(DeviceKind k, float* probs, int32_t* idx, std::vector<int32_
                     float* gates, const float* logits, int n, int E, int K, bool renorm);
 void router_backward(DeviceKind k, float* dlogits, const float* dgates, const float* dprobs,
                      const float* probs, const int32_t* idx, int n, int E, int K, bool renorm);
-// The balance loss from the device's probs and the host's picks; its backward adds to dprobs.
+// The balance loss from the device's probs and the host's picks; its backward adds to dprobs
+// (on a GPU through `staging`, [n, E] kept by the caller).
 double moe_aux_loss_forward(DeviceKind k, const float* probs, const std::vector<int32_t>& idx_host,
                             int n, int E, int K, float alpha);
 void moe_aux_loss_backward(DeviceKind k, float* dprobs, const std::vector<int32_t>& idx_host, int n,
-                           int E, int K, float alpha, float dloss);
+                           int E, int K, float alpha, float dloss, DevBuf<float>& staging);
 
 // A MoE plan on the host and, on a GPU, its rows' tokens, slots and the inverse on the device.
 struct DevPlan {

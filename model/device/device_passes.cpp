@@ -223,7 +223,8 @@ void moe_backward(DeviceModel& m, int l, DeviceActs& a, DeviceScratch& s, float 
   float* dprobs = room(k, s.dprobs, (int64_t)N * E);
   float* drlogits = room(k, s.drlogits, (int64_t)N * E);
   dev::zero(k, dprobs, (int64_t)N * E);
-  dev::moe_aux_loss_backward(k, dprobs, ba.idx_host, N, E, K, (float)c.aux_loss_coef, loss_scale);
+  dev::moe_aux_loss_backward(k, dprobs, ba.idx_host, N, E, K, (float)c.aux_loss_coef, loss_scale,
+                             s.aux);
   dev::zero(k, drlogits, (int64_t)N * E);
   dev::router_backward(k, drlogits, dgates, dprobs, ba.rprobs.data(), ids(k, ba.idx_host, ba.idx),
                        N, E, K, c.router_norm);

@@ -68,6 +68,7 @@ struct DeviceActs {
 struct DeviceScratch {
   DevBuf<float> dxf, datt, dq, dk, dv, dqr, dkr, dxa, att;  // att: attention's scratch
   DevBuf<float> dha, dhb, dhs, dye, dxe, dgates, dprobs, drlogits, dlogits;
+  DevBuf<float> aux;  // the aux loss's gradient on its way to the device
 };
 
 // model_forward / model_backward of passes.h on the device model.

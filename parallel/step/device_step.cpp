@@ -1,11 +1,13 @@
 // device_step.cpp: the data-parallel step with the passes on a device (train_step.h). The engine's
 // hooks stay in charge of the host side (stage-3 gathers, gradient buffers, reductions); around
-// them the step moves a unit's parameters to the device on its first use after an update, its
+// them the step moves a unit's parameters to the device on its first use after an update (only
+// that use goes to the engine: later microbatches and backward gather nothing), its
 // gradients buffer (zero, or what earlier microbatches accumulated) to the device when its
 // backward starts, and the gradients back when they are complete: the same sums in the same order
 // as the host passes, so on the CPU the same bits at every stage and grad-accum.
 #include "model/device/device_passes.h"
 #include "parallel/step/train_step.h"
+#include "runtime/error.h"
 #include "runtime/trace.h"
 
 namespace zt {
@@ -16,18 +18,21 @@ class DeviceStep : public TrainStep {
   DeviceStep(Model& model, ZeroEngine& engine, ProcessGrid& grid, DeviceKind kind)
       : model_(model), engine_(engine), dp_(grid.dp()), dm_(model, kind) {
     fresh_.assign(model.table.num_units(), false);
+    engine_.passes_keep_params();  // backward reads the device's copies
     const UnitHooks& e = engine_.hooks();
     hooks_.use = [this, &e](int u, Pass p) {
-      if (e.use) e.use(u, p);
-      if (!fresh_[u]) {  // the first use since the parameters changed
+      if (p == Pass::forward) {
+        if (fresh_[u]) return;  // the device has them: no gather, no working copy
+        e.use(u, p);            // the first use since the parameters changed
         TraceScope ts("copy to device");
         dm_.upload_params(u, model_.unit_params[u]);
         fresh_[u] = true;
+        return;
       }
-      if (p == Pass::backward) {  // accumulate onto the host's, in the host passes' order
-        TraceScope ts("copy to device");
-        dm_.upload_grads(u, model_.unit_grads[u]);
-      }
+      ZT_CHECK(fresh_[u], "unit ", u, "'s backward before its forward");
+      e.use(u, p);                      // the gradient buffer
+      TraceScope ts("copy to device");  // accumulate onto the host's, in the host passes' order
+      dm_.upload_grads(u, model_.unit_grads[u]);
     };
     hooks_.done = e.done;
     hooks_.grads_ready = [this, &e](int u) {

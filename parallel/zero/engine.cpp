@@ -213,7 +213,7 @@ void ZeroEngine::alloc_grads(int u) {
 }
 
 void ZeroEngine::use_backward(int u) {
-  if (opt_.stage == 3 || lowp()) {
+  if ((opt_.stage == 3 || lowp()) && !keep_params_) {
     acquire(u);
     for (int k = 1; k <= opt_.prefetch && u - k >= 0; ++k) issue_gather(u - k);
     if (u - opt_.prefetch - 1 >= 0) read_ahead(u - opt_.prefetch - 1);

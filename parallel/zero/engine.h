@@ -108,6 +108,10 @@ class ZeroEngine {
   void load_unit_state(int unit, const std::vector<float>& params, const std::vector<float>* m,
                        const std::vector<float>* v);
   void release_gathered();  // drop every gathered unit and working copy (after evaluation)
+  // The passes keep a copy of every unit's parameters of their own from forward to backward (the
+  // device step, parallel/step/device_step.cpp): a unit's backward use then only sets up its
+  // gradient buffer, with no stage-3 gather and no 16-bit working copy.
+  void passes_keep_params() { keep_params_ = true; }
 
   int stage() const { return opt_.stage; }
   double loss_scale() const { return loss_scale_; }
@@ -124,6 +128,7 @@ class ZeroEngine {
   UnitHooks hooks_;
   int micro_total_ = 1, micro_ = 0;
   bool per_step_ = false;
+  bool keep_params_ = false;  // passes_keep_params()
   double exposed_ms_ = 0, io_wait_ms_ = 0;
   int64_t tile_ = 0;                // offload: elements per staged tile of the optimizer step
   std::vector<StagingSlot> slots_;  // offload: the tiles in flight (engine_unit.h)
