@@ -25,6 +25,10 @@ SHAPE="--layers 4 --model-dim 256 --heads 4 --ffn-dim 688 --experts 8 --top-k 2 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 WARM=5
 
+# Which OpenBLAS kernels both programs run (OPENBLAS_CORETYPE in the environment overrides the
+# library's own choice; some machines set it).
+core=$("$ZT" version | sed -n 's/^ *openblas: .* \([A-Za-z0-9]*\) MAX_THREADS.*/\1/p')
+echo "{\"bench\": \"openblas_kernels\", \"core\": \"${core:-unknown}\", \"OPENBLAS_CORETYPE\": \"${OPENBLAS_CORETYPE:-}\"}"
 "$ZT" bench gemm --threads 1 >"$tmp/gemm.jsonl"
 for model in $MODELS; do
   dense=1; [[ $model == dense ]] && dense=4
