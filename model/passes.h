@@ -21,19 +21,17 @@ struct UnitHooks {
   std::function<void(int unit)> grads_ready;
 };
 
-// The hooks as the passes call them: absent hooks and units (-1) are skipped.
-struct HookCalls {
-  const UnitHooks* h;
-  void use(int u, Pass p) const {
-    if (h && h->use && u >= 0) h->use(u, p);
-  }
-  void done(int u, Pass p) const {
-    if (h && h->done && u >= 0) h->done(u, p);
-  }
-  void ready(int u) const {
-    if (h && h->grads_ready && u >= 0) h->grads_ready(u);
-  }
+// The layers in order with the unit hooks between them, for any implementation of the layers (the
+// host's below, the device passes of model/device/): embed(), block(l) for every block, head().
+// Forward with backward_next keeps the head's units in use, as model_forward.
+struct LayerCalls {
+  std::function<void()> embed;
+  std::function<void(int layer)> block;
+  std::function<void()> head;
 };
+void forward_in_order(const Model& m, const UnitHooks* hooks, bool backward_next,
+                      const LayerCalls& layers);
+void backward_in_order(const Model& m, const UnitHooks* hooks, const LayerCalls& layers);
 
 // tokens [B, T+1] (layers.h, load_tokens). With backward_next (its backward runs right after),
 // the head's units stay in use into model_backward instead of being given back and taken again.

@@ -341,54 +341,23 @@ LossParts device_forward(DeviceModel& m, DeviceActs& a, const int32_t* tokens, i
     dev::upload(k, a.d_inputs.data(), a.inputs.data(), sizeof(int32_t) * a.inputs.size());
     dev::upload(k, a.d_targets.data(), a.targets.data(), sizeof(int32_t) * a.targets.size());
   }
-  const HookCalls c{hooks};
-  const bool tied = !hm.cfg.untie_embeddings;
   LossParts out;
-  c.use(hm.embed_unit, Pass::forward);
-  embed_forward(m, a);
-  if (!tied) c.done(hm.embed_unit, Pass::forward);
-  for (int l = 0; l < hm.cfg.layers; ++l) {
-    const BlockParams& bp = hm.blocks[l];
-    c.use(bp.unit, Pass::forward);
-    c.use(bp.expert_unit, Pass::forward);
-    attention_forward_half(m, l, a);
-    ffn_forward_half(m, l, a, out);
-    c.done(bp.unit, Pass::forward);
-    c.done(bp.expert_unit, Pass::forward);
-  }
-  c.use(hm.head_unit, Pass::forward);
-  head_forward(m, a, out);
-  if (!backward_next) {
-    c.done(hm.head_unit, Pass::forward);
-    if (tied) c.done(hm.embed_unit, Pass::forward);
-  }
+  forward_in_order(hm, hooks, backward_next,
+                   {[&] { embed_forward(m, a); },
+                    [&](int l) {
+                      attention_forward_half(m, l, a);
+                      ffn_forward_half(m, l, a, out);
+                    },
+                    [&] { head_forward(m, a, out); }});
   return out;
 }
 
 void device_backward(DeviceModel& m, DeviceActs& a, DeviceScratch& s, float loss_scale,
                      const UnitHooks* hooks) {
-  const Model& hm = m.host;
-  const HookCalls c{hooks};
-  const bool tied = !hm.cfg.untie_embeddings;
-  c.use(hm.head_unit, Pass::backward);
-  if (tied) c.use(hm.embed_unit, Pass::backward);
-  head_backward(m, a, s, loss_scale);
-  c.done(hm.head_unit, Pass::backward);
-  c.ready(hm.head_unit);
-  for (int l = hm.cfg.layers - 1; l >= 0; --l) {
-    const BlockParams& bp = hm.blocks[l];
-    c.use(bp.expert_unit, Pass::backward);
-    c.use(bp.unit, Pass::backward);
-    block_backward(m, l, a, s, loss_scale);
-    c.done(bp.expert_unit, Pass::backward);
-    c.done(bp.unit, Pass::backward);
-    c.ready(bp.expert_unit);
-    c.ready(bp.unit);
-  }
-  if (!tied) c.use(hm.embed_unit, Pass::backward);
-  embed_backward(m, a);
-  c.done(hm.embed_unit, Pass::backward);
-  c.ready(hm.embed_unit);
+  backward_in_order(
+      m.host, hooks,
+      {[&] { embed_backward(m, a); }, [&](int l) { block_backward(m, l, a, s, loss_scale); },
+       [&] { head_backward(m, a, s, loss_scale); }});
 }
 
 }  // namespace zt
