@@ -4,6 +4,7 @@
 #   tests/cuda/test_cuda_ops.cpp, every GPU op and AdamW against its CPU version),
 #   `zerotrain bench gemm --device cuda` (fp32 and bf16), nvidia-smi, and training: the same
 #   20 steps with --device cpu and --device cuda (losses compared, fp32 both: 1e-3 relative),
+#   the same on 2 ranks at ZeRO-3 (both ranks on the one GPU, MPI through host memory),
 #   then tokens/s and MFU on a GPT-2-small-sized dense shape and on an MoE shape.
 # Where the binaries come from, decided and printed first, before any GPU time is spent:
 #   bundle - gpu-bundle/bundle.tar.xz, made on a CPU machine by tests/gpu/bundle.sh and carried
@@ -51,7 +52,12 @@ if [ -f gpu-bundle/bundle.tar.xz ]; then
     $(ls -d /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib /usr/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null); do
     [ -d "$d" ] && cudalib="$cudalib:$d"
   done
-  export LD_LIBRARY_PATH="$dest/lib$cudalib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  mpidir="$dest/mpi/usr/lib/x86_64-linux-gnu"
+  export LD_LIBRARY_PATH="$dest/lib:$mpidir/openmpi/lib:$mpidir/pmix2/lib$cudalib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The bundle's Open MPI, relocated: its plugins and help files under $dest/mpi (checked on a
+  # CPU machine with the system's Open MPI and PMIx directories moved away).
+  export OPAL_PREFIX="$dest/mpi/usr"
+  MPIRUN="$dest/mpi/usr/bin/mpirun"
   ZT="$dest/bin/zerotrain"
   CUDA_TESTS="$dest/bin/zt_cuda_tests"
   DATA="$dest/data"
@@ -63,6 +69,7 @@ if [ -f gpu-bundle/bundle.tar.xz ]; then
   fi
 elif [ "$(have mpicc)" = yes ] && [ "$(have h5cc)" = yes ] && [ "$(have cmake)" = yes ]; then
   mode=build
+  MPIRUN=mpirun
   ZT="$BUILD_DIR/launch/zerotrain"
   CUDA_TESTS="$BUILD_DIR/tests/zt_cuda_tests"
   DATA="$BUILD_DIR/data"
@@ -106,6 +113,20 @@ if paste <(losses "$OUT_DIR/train_cpu.jsonl") <(losses "$OUT_DIR/train_gpu.jsonl
        { n++; d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > w) w = d; printf "step %2d cpu %.6f gpu %.6f\n", n, $1, $2 }
        END { printf "train_compare: %d steps, worst relative loss difference %.2e (bar 1e-3)\n", n, w; exit !(n == 20 && w <= 1e-3) }' |
   tee "$OUT_DIR/train_compare.log"; then :; else status=1; fi
+
+# --- 2 ranks on the one GPU (ZeRO-3 over MPI through host memory) against 2 ranks on the CPU
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPI=("$MPIRUN" -np 2 --oversubscribe --mca pml ob1 --mca btl self,vader
+  --mca mca_base_component_show_load_errors 0)
+step train2_cpu "${MPI[@]}" -x OMP_NUM_THREADS=$((JOBS / 2)) "$ZT" train "${SMALL[@]}" \
+  --zero-stage 3 --device cpu --metrics "$OUT_DIR/train2_cpu.jsonl"
+step train2_gpu "${MPI[@]}" "$ZT" train "${SMALL[@]}" --zero-stage 3 --device cuda \
+  --metrics "$OUT_DIR/train2_gpu.jsonl"
+if paste <(losses "$OUT_DIR/train2_cpu.jsonl") <(losses "$OUT_DIR/train2_gpu.jsonl") |
+  awk 'BEGIN { w = 0; n = 0 }
+       { n++; d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > w) w = d }
+       END { printf "train2_compare: 2 ranks, %d steps, worst relative loss difference %.2e (bar 1e-3)\n", n, w; exit !(n == 20 && w <= 1e-3) }' |
+  tee "$OUT_DIR/train2_compare.log"; then :; else status=1; fi
 
 # --- throughput on the GPU: tokens/s and the step's model FLOP/s of the last steps' metrics,
 # as MFU against the H200's dense bf16 peak (989 TFLOP/s) and its fp32 peak without tensor
