@@ -6,6 +6,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 
@@ -237,6 +238,13 @@ float event_elapsed_ms(const Event& start, const Event& end) {
 
 // gemm
 
+namespace {
+std::atomic<bool> g_tf32{false};
+}  // namespace
+
+void set_gpu_tf32(bool on) { g_tf32 = on; }
+bool gpu_tf32() { return g_tf32; }
+
 void gemm(DeviceKind kind, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,
           Stream* stream) {
@@ -246,7 +254,7 @@ void gemm(DeviceKind kind, bool trans_a, bool trans_b, int m, int n, int k, floa
   if (on_cuda(kind, "gemm")) {
     if constexpr (kCuda)
       return cuda_backend::gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                                stream ? stream->handle : nullptr);
+                                stream ? stream->handle : nullptr, gpu_tf32());
   }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -94,6 +94,12 @@ float event_elapsed_ms(const Event& start, const Event& end);  // both recorded 
 void gemm(DeviceKind kind, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,
           Stream* stream = nullptr);
+// fp32 GEMMs on the GPU through the TF32 tensor cores (inputs rounded to a 10-bit mantissa, fp32
+// accumulation), for every thread: off by default; the device step (parallel/step/) turns it on
+// for --precision bf16 / fp16, whose runs round to 16 bits anyway. No effect on the CPU.
+void set_gpu_tf32(bool on);
+bool gpu_tf32();
+
 // Same with bf16 A and B (raw bits, see dtype.h) and fp32 accumulation; C is fp32 or bf16
 // (c_dtype). cuda: cublasGemmEx (CUDA_R_16BF, CUBLAS_COMPUTE_32F); cpu: a reference that widens
 // the inputs to fp32 temporaries and calls cblas_sgemm.
@@ -124,7 +130,7 @@ void event_sync(void* e);
 bool event_done(void* e);
 float event_elapsed_ms(void* start, void* end);
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc, void* s);
+          const float* B, int ldb, float beta, float* C, int ldc, void* s, bool tf32);
 void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const uint16_t* A,
                int lda, const uint16_t* B, int ldb, float beta, void* C, DType c_dtype, int ldc,
                void* s);

@@ -19,6 +19,8 @@ class DeviceStep : public TrainStep {
       : model_(model), engine_(engine), dp_(grid.dp()), dm_(model, kind) {
     fresh_.assign(model.table.num_units(), false);
     engine_.passes_keep_params();  // backward reads the device's copies
+    // 16-bit runs take the GPU's tensor cores for their fp32 GEMMs (runtime/device.h).
+    if (kind == DeviceKind::cuda) set_gpu_tf32(engine_.precision() != DType::fp32);
     const UnitHooks& e = engine_.hooks();
     hooks_.use = [this, &e](int u, Pass p) {
       if (p == Pass::forward) {

@@ -114,6 +114,7 @@ class ZeroEngine {
   void passes_keep_params() { keep_params_ = true; }
 
   int stage() const { return opt_.stage; }
+  DType precision() const { return opt_.precision; }
   double loss_scale() const { return loss_scale_; }
   int64_t skipped_steps() const { return skipped_steps_; }
 

@@ -233,9 +233,15 @@ float event_elapsed_ms(void* start, void* end) {
 // first), swap m and n, keep each operand's own transpose flag and leading dimension.
 
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc, void* s) {
-  CUBLAS_CHECK(cublasSgemm(handle_for(s), op(trans_b), op(trans_a), n, m, k, &alpha, B, ldb, A, lda,
-                           &beta, C, ldc));
+          const float* B, int ldb, float beta, float* C, int ldc, void* s, bool tf32) {
+  if (!tf32) {
+    CUBLAS_CHECK(cublasSgemm(handle_for(s), op(trans_b), op(trans_a), n, m, k, &alpha, B, ldb, A,
+                             lda, &beta, C, ldc));
+    return;
+  }
+  CUBLAS_CHECK(cublasGemmEx(handle_for(s), op(trans_b), op(trans_a), n, m, k, &alpha, B, CUDA_R_32F,
+                            ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
+                            CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const uint16_t* A,

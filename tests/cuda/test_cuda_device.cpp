@@ -5,8 +5,9 @@
 // cuda_device_count() == 0, so the suite passes on machines without a GPU.
 //
 // Tolerances (max |gpu - ref| / max |ref|): fp32 gemm 1e-5 (cuBLAS's default math mode has no
-// TF32; only the summation order differs); bf16 gemm with fp32 C 1e-4 (products of bf16 values
-// are exact in fp32, so again only the order differs), bf16 C 1/128 (one rounding to bf16).
+// TF32; only the summation order differs), with TF32 turned on 2e-3; bf16 gemm with fp32 C 1e-4
+// (products of bf16 values are exact in fp32, so again only the order differs), bf16 C 1/128 (one
+// rounding to bf16).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -48,6 +49,26 @@ TEST(CudaGemm, MatchesCpuAllTransposes) {
       EXPECT_LT(test::max_norm_err(C.to_host(), ref), 1e-5)
           << "trans_a=" << ta << " trans_b=" << tb;
     }
+}
+
+// With TF32 on, the same products through the tensor cores: inputs rounded to a 10-bit mantissa
+// (2^-11 relative each), k = 83 terms: 2e-3 of the largest.
+TEST(CudaGemm, Tf32IsCloseAndOffByDefault) {
+  SKIP_WITHOUT_GPU();
+  EXPECT_FALSE(gpu_tf32());
+  set_gpu_tf32(true);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      GemmCase g = make_case(ta, tb, 67, 45, 83, 20 + 2 * ta + tb);
+      std::vector<float> ref = g.C;
+      gemm(DeviceKind::cpu, ta, tb, g.m, g.n, g.k, 0.7f, g.A.data(), g.lda, g.B.data(), g.ldb,
+           -0.3f, ref.data(), g.ldc);
+      DeviceVec<float> A(g.A), B(g.B), C(g.C);
+      gemm(kGpu, ta, tb, g.m, g.n, g.k, 0.7f, A.p, g.lda, B.p, g.ldb, -0.3f, C.p, g.ldc);
+      EXPECT_LT(test::max_norm_err(C.to_host(), ref), 2e-3)
+          << "trans_a=" << ta << " trans_b=" << tb;
+    }
+  set_gpu_tf32(false);
 }
 
 TEST(CudaGemm, Bf16MatchesCpuReference) {

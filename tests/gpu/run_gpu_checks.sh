@@ -130,7 +130,8 @@ if paste <(losses "$OUT_DIR/train2_cpu.jsonl") <(losses "$OUT_DIR/train2_gpu.jso
 
 # --- throughput on the GPU: tokens/s and the step's model FLOP/s of the last steps' metrics,
 # as MFU against the H200's dense bf16 peak (989 TFLOP/s) and its fp32 peak without tensor
-# cores (67 TFLOP/s; the device passes run fp32 GEMMs today).
+# cores (67 TFLOP/s; the device passes run fp32 GEMMs, through TF32 tensor cores with --precision
+# bf16).
 speed() {  # speed NAME FLAGS...
   local name=$1
   shift
@@ -141,6 +142,8 @@ speed() {  # speed NAME FLAGS...
       END { if (k) printf "%s: %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of bf16 peak, %.1f%% of fp32 peak\n",
         n, t / k, f / k / 1e12, 100 * f / k / 989e12, 100 * f / k / 67e12 }' | tee -a "$OUT_DIR/speed.log"
 }
+speed speed_dense_bf16 --precision bf16 --layers 12 --model-dim 768 --heads 12 --ffn-dim 3072 \
+  --experts 0 --dense-layers 12 --shared-experts 0 --seq-len 1024 --micro-batch 8
 speed speed_dense --layers 12 --model-dim 768 --heads 12 --ffn-dim 3072 --experts 0 \
   --dense-layers 12 --shared-experts 0 --seq-len 1024 --micro-batch 8
 speed speed_moe --layers 8 --model-dim 512 --heads 8 --ffn-dim 1376 --experts 8 --top-k 2 \
