@@ -19,6 +19,7 @@ class DeviceStep : public TrainStep {
       : model_(model), engine_(engine), dp_(grid.dp()), dm_(model, kind) {
     fresh_.assign(model.table.num_units(), false);
     engine_.passes_keep_params();  // backward reads the device's copies
+    in_place_ = engine_.stage() <= 1 && engine_.precision() == DType::fp32;
     // 16-bit runs take the GPU's tensor cores for their fp32 GEMMs (runtime/device.h).
     if (kind == DeviceKind::cuda) set_gpu_tf32(engine_.precision() != DType::fp32);
     const UnitHooks& e = engine_.hooks();
@@ -32,13 +33,14 @@ class DeviceStep : public TrainStep {
         return;
       }
       ZT_CHECK(fresh_[u], "unit ", u, "'s backward before its forward");
-      e.use(u, p);                      // the gradient buffer
-      TraceScope ts("copy to device");  // accumulate onto the host's, in the host passes' order
+      e.use(u, p);                          // the gradient buffer
+      if (in_place_ && micro_ > 0) return;  // the device holds the sum so far
+      TraceScope ts("copy to device");      // accumulate onto the host's, in the host passes' order
       dm_.upload_grads(u, model_.unit_grads[u]);
     };
     hooks_.done = e.done;
     hooks_.grads_ready = [this, &e](int u) {
-      {
+      if (!in_place_ || micro_ == micro_total_ - 1) {
         TraceScope ts("copy from device");
         dm_.download_grads(u, model_.unit_grads[u]);
       }
@@ -49,7 +51,9 @@ class DeviceStep : public TrainStep {
   StepLosses run(int micro, const MicrobatchSource& batch, int B, int T,
                  float grad_scale) override {
     stale();  // the last step's update (or a resume) changed them
+    micro_total_ = micro;
     return run_microbatches(engine_, dp_, model_.cfg, micro, grad_scale, [&](int i, float scale) {
+      micro_ = i;
       LossParts lp;
       {
         TraceScope ts("forward");
@@ -83,6 +87,10 @@ class DeviceStep : public TrainStep {
   UnitHooks hooks_;
   std::vector<bool> fresh_;  // [units]: the device holds the unit's current parameters
   bool evaluating_ = false;
+  // Stages 0-1 in fp32: the engine's gradient buffer only accumulates until the last microbatch,
+  // so the device keeps the sum in between (one copy each way per step, not per microbatch).
+  bool in_place_ = false;
+  int micro_ = 0, micro_total_ = 1;
 };
 
 }  // namespace
