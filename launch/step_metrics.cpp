@@ -49,8 +49,8 @@ nlohmann::json mem_json(TrainRun& run) {
                       {"peak", v[5]},
                       {"location", mem_locations(run.o)}};
   if (run.store) j["nvme"] = v[6];
-  if (run.device ==
-      "cuda") {  // the GPU's own: the passes' parameter and gradient copies, activations
+  if (run.device == "cuda") {
+    // The GPU's own: the passes' parameter and gradient copies, activations, the device's peak.
     const MemStats g = device_mem_stats(DeviceKind::cuda);
     auto gpu = [&](MemCategory k, bool high) { return (high ? g.peak : g.current)[(int)k]; };
     const std::vector<int64_t> w =

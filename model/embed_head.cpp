@@ -8,10 +8,18 @@
 
 namespace zt {
 
-void split_tokens(const ModelConfig& c, const int32_t* tokens, int B, int T,
-                  std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
+namespace {
+
+void check_microbatch(const ModelConfig& c, int B, int T) {
   ZT_CHECK(B >= 1 && T >= 1 && T <= c.seq_len, "microbatch ", B, " x ", T, " (seq_len ", c.seq_len,
            ")");
+}
+
+}  // namespace
+
+void split_tokens(const ModelConfig& c, const int32_t* tokens, int B, int T,
+                  std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
+  check_microbatch(c, B, T);
   inputs.resize((size_t)B * T);
   targets.resize((size_t)B * T);
   const int V = c.vocab;
@@ -27,8 +35,7 @@ void split_tokens(const ModelConfig& c, const int32_t* tokens, int B, int T,
 }
 
 void load_tokens(const Model& m, Acts& a, const int32_t* tokens, int B, int T) {
-  ZT_CHECK(B >= 1 && T >= 1 && T <= m.cfg.seq_len, "microbatch ", B, " x ", T, " (seq_len ",
-           m.cfg.seq_len, ")");
+  check_microbatch(m.cfg, B, T);  // before the shape is set from it
   ZT_CHECK(m.slice.size == 1 || m.tp, "a tensor-parallel slice of the model needs its tp hook");
   a.shape(B, T, m.cfg.layers, m.slice.size, m.slice.rank, m.sequence_parallel);
   split_tokens(m.cfg, tokens, B, T, a.inputs, a.targets);
