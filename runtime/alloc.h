@@ -11,8 +11,11 @@ namespace zt {
 enum class MemCategory : int { params = 0, grads, optim, activations, buffers, count };
 const char* mem_category_name(MemCategory c);
 
-void* alloc(size_t bytes, MemCategory cat);  // zero-initialised
-void free(void* p);                          // nullptr is fine
+// Whether a new block is zeroed: zero unless the caller writes every byte before reading any
+// (a gather's or a conversion's destination), where zeroing would be a wasted memory pass.
+enum class Init : bool { none, zero };
+void* alloc(size_t bytes, MemCategory cat, Init init = Init::zero);
+void free(void* p);  // nullptr is fine
 
 struct MemStats {
   int64_t current[(int)MemCategory::count] = {};
@@ -41,9 +44,9 @@ struct Buffer {
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer() { zt::free(ptr_); }
 
-  void reset(size_t n, MemCategory cat) {
+  void reset(size_t n, MemCategory cat, Init init = Init::zero) {
     zt::free(ptr_);
-    ptr_ = n ? static_cast<T*>(zt::alloc(n * sizeof(T), cat)) : nullptr;
+    ptr_ = n ? static_cast<T*>(zt::alloc(n * sizeof(T), cat, init)) : nullptr;
     n_ = n;
   }
   T* data() { return ptr_; }

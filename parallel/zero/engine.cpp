@@ -144,7 +144,7 @@ void ZeroEngine::issue_gather(int u) {
     wait_io(x.fetch);
     x.fetching = false;
   }
-  x.pfull.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
+  x.pfull.reset(l.padded() * dtype_size(cdt), MemCategory::buffers, Init::none);  // gathered
   for (int c = 0; c < l.chunks(); ++c)
     x.gathers.push_back(x.comm->all_gather(at(x.pshard, cdt, l.shard_begin(c)),
                                            at(x.pfull, cdt, l.begin[c]), l.chunk_len(c), cdt));
@@ -170,7 +170,7 @@ void ZeroEngine::acquire(int u) {
     x.gathered = true;
   }
   if (lowp()) {
-    x.work.reset(x.lay.padded(), MemCategory::buffers);
+    x.work.reset(x.lay.padded(), MemCategory::buffers, Init::none);
     to_f32(x.work.data(), x.pfull.data(), opt_.precision, x.lay.padded());
     model_.unit_params[u] = x.work.data();
   } else {
@@ -245,13 +245,13 @@ void ZeroEngine::on_grads_ready(int u) {
   } else {
     void* g = x.gwork.data();
     if (lowp()) {  // communicate in 16 bits
-      x.g16.reset(l.padded() * dtype_size(cdt), MemCategory::buffers);
+      x.g16.reset(l.padded() * dtype_size(cdt), MemCategory::buffers, Init::none);
       f32_to(x.g16.data(), cdt, x.gwork.data(), l.padded());
       x.gwork.reset(0, MemCategory::buffers);
       model_.unit_grads[u] = nullptr;
       g = x.g16.data();
     }
-    x.grecv.reset(l.shard() * dtype_size(cdt), MemCategory::buffers);
+    x.grecv.reset(l.shard() * dtype_size(cdt), MemCategory::buffers, Init::none);  // reduced
     for (int c = 0; c < l.chunks(); ++c)
       x.reduces.push_back(x.comm->reduce_scatter(
           static_cast<char*>(g) + l.begin[c] * dtype_size(cdt), at(x.grecv, cdt, l.shard_begin(c)),
